@@ -6,7 +6,16 @@
 //! and their buffers on one NUMA node.
 
 pub mod errno;
+pub mod lnd;
+pub mod memory;
 pub mod nid;
+pub mod rpc;
+pub mod tcp;
 
+    Cpt, CptConfig, CptError, CptPool, CptPoolConfig, CptTable, ServiceThread, SubmitError, TopologyDesc,
+};
 pub use errno::Errno;
+pub use lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
+pub use memory::{Access, BufferPool, BulkHandle, Exposure, IoBuf, MemoryRegistry, PoolBuf, Region};
 pub use nid::{Net, NetType, Nid, NidError, Pid, ProcessId};
+pub use rpc::{Endpoint, EndpointConfig, RpcError, Service};

@@ -64,21 +64,26 @@ impl FromStr for Net {
     type Err = NidError;
 
     fn from_str(s: &str) -> Result<Self, NidError> {
-        let split = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
-        let (name, digits) = s.split_at(split);
-        let kind = match name {
-            "tcp" => NetType::Tcp,
-            "o2ib" => NetType::O2ib,
-            "lo" => NetType::Lo,
-            "" => return Err(NidError::new(s, "network", "empty network name")),
-            _ => {
-                return Err(NidError::new(
-                    s,
-                    "network",
-                    format!("unknown network type `{name}` (expected tcp, o2ib or lo)"),
-                ));
-            }
-        };
+        // "o2ib" has a digit of its own, so the type is matched by name
+        // before the network number is split off.
+        let (kind, digits) = [("o2ib", NetType::O2ib), ("tcp", NetType::Tcp), ("lo", NetType::Lo)]
+            .iter()
+            .find_map(|(name, kind)| s.strip_prefix(name).map(|rest| (*kind, rest)))
+            .ok_or_else(|| {
+                let name = s.trim_end_matches(|c: char| c.is_ascii_digit());
+                if name.is_empty() {
+                    NidError::new(s, "network", "empty network name")
+                } else {
+                    NidError::new(
+                        s,
+                        "network",
+                        format!("unknown network type `{name}` (expected tcp, o2ib or lo)"),
+                    )
+                }
+            })?;
+        if !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(NidError::new(s, "network", format!("bad network number `{digits}`")));
+        }
         let num = if digits.is_empty() {
             0
         } else {

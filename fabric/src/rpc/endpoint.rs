@@ -1,0 +1,443 @@
+use super::header::{FLAG_RESEND, Kind, RPC_HEADER_LEN, RPC_VERSION, RpcHeader};
+use super::reply_cache::{Begin, ReplyCache};
+use super::timeout::{AdaptiveTimeouts, TimeoutBounds};
+use crate::lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
+use crate::memory::{BulkHandle, MemoryRegistry};
+use crate::tcp::{TcpConfig, TcpLnd};
+use crate::{Errno, NetType, Nid, ProcessId};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot};
+
+/// How an endpoint is set up.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub tcp: TcpConfig,
+    pub timeouts: TimeoutBounds,
+    /// How long a request keeps being resent before the caller gets an
+    /// error. Lustre's "hard mount" waits forever; a bound keeps a dead
+    /// server from hanging tools for good.
+    pub retry_limit: Duration,
+}
+
+impl EndpointConfig {
+    pub fn server(nid: Nid) -> EndpointConfig {
+        EndpointConfig {
+            tcp: TcpConfig::new(nid, crate::Pid::SERVER, true),
+            timeouts: TimeoutBounds::default(),
+            retry_limit: Duration::from_secs(120),
+        }
+    }
+
+    pub fn client(nid: Nid) -> EndpointConfig {
+        EndpointConfig {
+            tcp: TcpConfig::new(nid, std::process::id(), false),
+            timeouts: TimeoutBounds::default(),
+            retry_limit: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The server ran the request and answered with an error.
+    #[error("server answered {0}")]
+    Remote(Errno),
+    #[error("{0}")]
+    Network(#[from] LndError),
+    #[error("no reply from {peer} after {waited:?}")]
+    Timeout { peer: ProcessId, waited: Duration },
+    #[error("malformed reply: {0}")]
+    BadReply(String),
+    #[error("no network to reach {0}")]
+    NoRoute(Nid),
+}
+
+impl RpcError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            RpcError::Remote(e) => *e,
+            RpcError::Network(e) => e.errno(),
+            RpcError::Timeout { .. } => Errno::ETIMEDOUT,
+            RpcError::BadReply(_) => Errno::EPROTO,
+            RpcError::NoRoute(_) => Errno::EHOSTUNREACH,
+        }
+    }
+}
+
+/// A server's answer: the reply body, or an errno for the client.
+pub type Response = Result<Vec<u8>, Errno>;
+
+/// A service on one portal.
+pub trait Service: Send + Sync + 'static {
+    fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+}
+
+/// Moves bulk between a server's buffers and the ranges the requesting
+/// client exposed.
+#[derive(Clone)]
+pub struct BulkCtx {
+    ep: Endpoint,
+    peer: ProcessId,
+}
+
+impl BulkCtx {
+    pub fn peer(&self) -> ProcessId {
+        self.peer
+    }
+
+    /// Pulls the client's range into `buf[off..]` (a write's data).
+    pub async fn get<B: BulkBuf>(&self, remote: BulkHandle, buf: B, off: usize) -> (B, Result<(), LndError>) {
+        self.ep.inner.tcp().bulk_get(self.peer, remote, buf, off).await
+    }
+
+    /// Pushes `buf[off..off+remote.len]` into the client's range (a read's data).
+    pub async fn put<B: BulkBuf>(&self, remote: BulkHandle, buf: B, off: usize) -> (B, Result<(), LndError>) {
+        self.ep.inner.tcp().bulk_put(self.peer, remote, buf, off).await
+    }
+}
+
+/// An arriving request.
+pub struct Request {
+    pub from: ProcessId,
+    pub xid: u64,
+    pub opcode: u16,
+    pub resent: bool,
+    pub bulk: BulkCtx,
+    msg: Box<dyn RecvBuf>,
+}
+
+impl Request {
+    pub fn body(&self) -> &[u8] {
+        &self.msg.bytes()[RPC_HEADER_LEN..]
+    }
+}
+
+/// A successful reply.
+pub struct Reply {
+    pub header: RpcHeader,
+    msg: Box<dyn RecvBuf>,
+}
+
+impl Reply {
+    pub fn body(&self) -> &[u8] {
+        &self.msg.bytes()[RPC_HEADER_LEN..]
+    }
+}
+
+/// Counters of the RPC layer.
+#[derive(Default, Debug)]
+pub struct RpcStats {
+    pub requests_sent: AtomicU64,
+    pub resends: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub late_replies: AtomicU64,
+    pub requests_handled: AtomicU64,
+    pub replays: AtomicU64,
+    pub bad_messages: AtomicU64,
+}
+
+struct Inner {
+    me: ProcessId,
+    cfg: EndpointConfig,
+    tcp: OnceLock<TcpLnd>,
+    registry: Arc<MemoryRegistry>,
+    pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
+    peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
+    services: RwLock<HashMap<u16, Arc<dyn Service>>>,
+    replies: ReplyCache,
+    timeouts: AdaptiveTimeouts,
+    next_xid: AtomicU64,
+    stats: RpcStats,
+}
+
+/// One node's RPC endpoint: its NIs, its services, its outstanding calls.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+impl Inner {
+    fn tcp(&self) -> &TcpLnd {
+        self.tcp.get().expect("endpoint started")
+    }
+
+    fn peer_event(&self, peer: ProcessId) -> Arc<Notify> {
+        self.peer_events.lock().expect("events lock").entry(peer).or_default().clone()
+    }
+
+    fn min_unreplied(&self) -> u64 {
+        let p = self.pending.lock().expect("pending lock");
+        p.keys().next().copied().unwrap_or_else(|| self.next_xid.load(Ordering::Relaxed))
+    }
+}
+
+/// Hands what the LND receives to the endpoint without keeping it alive.
+struct Inbox(Weak<Inner>);
+
+impl Deliver for Inbox {
+    fn deliver(&self, from: ProcessId, msg: Box<dyn RecvBuf>) {
+        if let Some(inner) = self.0.upgrade() {
+            Endpoint { inner }.incoming(from, msg);
+        }
+    }
+
+    fn peer_down(&self, peer: ProcessId) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.peer_event(peer).notify_waiters();
+        }
+    }
+}
+
+/// Removes an abandoned call's reply slot.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    xid: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.lock().expect("pending lock").remove(&self.xid);
+    }
+}
+
+impl Endpoint {
+    pub async fn start(cfg: EndpointConfig) -> std::io::Result<Endpoint> {
+        let registry = MemoryRegistry::new();
+        let first_xid = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        let inner = Arc::new(Inner {
+            me: ProcessId { nid: cfg.tcp.nid, pid: cfg.tcp.pid },
+            timeouts: AdaptiveTimeouts::new(cfg.timeouts),
+            cfg: cfg.clone(),
+            tcp: OnceLock::new(),
+            registry: registry.clone(),
+            pending: Mutex::new(BTreeMap::new()),
+            peer_events: Mutex::new(HashMap::new()),
+            services: RwLock::new(HashMap::new()),
+            replies: ReplyCache::default(),
+            next_xid: AtomicU64::new(first_xid),
+            stats: RpcStats::default(),
+        });
+        let inbox: Arc<dyn Deliver> = Arc::new(Inbox(Arc::downgrade(&inner)));
+        let tcp = TcpLnd::start(cfg.tcp, registry, inbox).await?;
+        let _ = inner.tcp.set(tcp);
+        Ok(Endpoint { inner })
+    }
+
+    pub fn id(&self) -> ProcessId {
+        self.inner.me
+    }
+
+    pub fn registry(&self) -> &Arc<MemoryRegistry> {
+        &self.inner.registry
+    }
+
+    pub fn tcp(&self) -> &TcpLnd {
+        self.inner.tcp()
+    }
+
+    pub fn stats(&self) -> &RpcStats {
+        &self.inner.stats
+    }
+
+    pub fn register(&self, portal: u16, service: Arc<dyn Service>) {
+        self.inner.services.write().expect("services lock").insert(portal, service);
+    }
+
+    pub fn shutdown(&self) {
+        self.inner.tcp().shutdown();
+    }
+
+    /// Sends a request and waits for its reply, resending with the same
+    /// xid after a lost connection or a timeout until `retry_limit`.
+    pub async fn call(
+        &self,
+        peer: ProcessId,
+        portal: u16,
+        opcode: u16,
+        body: &[u8],
+    ) -> Result<Reply, RpcError> {
+        if peer.nid.net.kind != NetType::Tcp {
+            return Err(RpcError::NoRoute(peer.nid));
+        }
+        let inner = &*self.inner;
+        let xid = inner.next_xid.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        inner.pending.lock().expect("pending lock").insert(xid, tx);
+        let _guard = PendingGuard { inner, xid };
+        inner.stats.requests_sent.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut header = RpcHeader::request(portal, opcode, xid);
+        header.body_len = body.len() as u32;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let down = inner.peer_event(peer);
+            let lost = down.notified();
+            tokio::pin!(lost);
+            lost.as_mut().enable();
+            header.aux = inner.min_unreplied();
+            let sent_at = Instant::now();
+            let raw = header.encode();
+            let retry = match inner.tcp().send(peer, &[&raw, body]).await {
+                Ok(()) => {
+                    let wait = inner.timeouts.timeout(peer, portal);
+                    tokio::select! {
+                        r = &mut rx => {
+                            let msg = r.map_err(|_| RpcError::BadReply("reply slot dropped".into()))?;
+                            return self.finish_call(peer, portal, sent_at, msg);
+                        }
+                        _ = &mut lost => format!("connection to {peer} lost"),
+                        _ = tokio::time::sleep(wait) => {
+                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                            format!("no reply in {wait:?}")
+                        }
+                    }
+                }
+                Err(e) if e.is_transient() => e.to_string(),
+                Err(e) => return Err(e.into()),
+            };
+            if started.elapsed() >= inner.cfg.retry_limit {
+                return Err(RpcError::Timeout { peer, waited: started.elapsed() });
+            }
+            tracing::debug!(%peer, xid, reason = %retry, "resending");
+            inner.stats.resends.fetch_add(1, Ordering::Relaxed);
+            header.flags |= FLAG_RESEND;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    fn finish_call(
+        &self,
+        peer: ProcessId,
+        portal: u16,
+        sent_at: Instant,
+        msg: Box<dyn RecvBuf>,
+    ) -> Result<Reply, RpcError> {
+        let header = RpcHeader::decode(msg.bytes()).map_err(|e| RpcError::BadReply(e.to_string()))?;
+        self.inner.timeouts.observe(peer, portal, sent_at.elapsed());
+        if header.status != 0 {
+            return Err(RpcError::Remote(Errno(header.status)));
+        }
+        Ok(Reply { header, msg })
+    }
+
+    fn incoming(&self, from: ProcessId, msg: Box<dyn RecvBuf>) {
+        let inner = &self.inner;
+        let header = match RpcHeader::decode(msg.bytes()) {
+            Ok(h) => h,
+            Err(e) => {
+                inner.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %from, error = %e, "dropping a malformed RPC message");
+                return;
+            }
+        };
+        match header.kind {
+            Kind::Reply => {
+                let tx = inner.pending.lock().expect("pending lock").remove(&header.xid);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        inner.stats.late_replies.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Kind::Request => self.request(from, header, msg),
+        }
+    }
+
+    fn request(&self, from: ProcessId, header: RpcHeader, msg: Box<dyn RecvBuf>) {
+        let inner = &self.inner;
+        if header.version != RPC_VERSION {
+            tracing::warn!(peer = %from, theirs = header.version, ours = RPC_VERSION, "refusing a request of another protocol version");
+            self.spawn_reply(from, &header, Err(Errno::EPROTO), Duration::ZERO, false);
+            return;
+        }
+        let service = inner.services.read().expect("services lock").get(&header.portal).cloned();
+        let Some(service) = service else {
+            tracing::warn!(peer = %from, portal = header.portal, "request for a portal with no service");
+            self.spawn_reply(from, &header, Err(Errno::EOPNOTSUPP), Duration::ZERO, false);
+            return;
+        };
+        match inner.replies.begin(from, header.xid, header.aux) {
+            Begin::Running => {}
+            Begin::Replay(reply) => {
+                inner.stats.replays.fetch_add(1, Ordering::Relaxed);
+                let ep = self.clone();
+                tokio::spawn(async move {
+                    let _ = ep.inner.tcp().send(from, &[&reply]).await;
+                });
+            }
+            Begin::Run => {
+                let req = Request {
+                    from,
+                    xid: header.xid,
+                    opcode: header.opcode,
+                    resent: header.flags & FLAG_RESEND != 0,
+                    bulk: BulkCtx { ep: self.clone(), peer: from },
+                    msg,
+                };
+                let ep = self.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let response = service.handle(req).await;
+                    ep.inner.stats.requests_handled.fetch_add(1, Ordering::Relaxed);
+                    ep.send_reply(from, &header, response, started.elapsed(), true).await;
+                });
+            }
+        }
+    }
+
+    fn spawn_reply(&self, to: ProcessId, req: &RpcHeader, response: Response, took: Duration, cache: bool) {
+        let ep = self.clone();
+        let req = *req;
+        tokio::spawn(async move { ep.send_reply(to, &req, response, took, cache).await });
+    }
+
+    async fn send_reply(
+        &self,
+        to: ProcessId,
+        req: &RpcHeader,
+        response: Response,
+        took: Duration,
+        cache: bool,
+    ) {
+        let (status, body) = match response {
+            Ok(b) => (0, b),
+            Err(e) => (e.0, Vec::new()),
+        };
+        let header = RpcHeader {
+            version: RPC_VERSION,
+            kind: Kind::Reply,
+            flags: 0,
+            portal: req.portal,
+            opcode: req.opcode,
+            status,
+            xid: req.xid,
+            aux: 0,
+            last_committed: 0,
+            service_us: took.as_micros().min(u32::MAX as u128) as u32,
+            body_len: body.len() as u32,
+        };
+        let mut msg = Vec::with_capacity(RPC_HEADER_LEN + body.len());
+        msg.extend_from_slice(&header.encode());
+        msg.extend_from_slice(&body);
+        let msg = Arc::new(msg);
+        if cache {
+            self.inner.replies.finish(to, req.xid, msg.clone());
+        }
+        if let Err(e) = self.inner.tcp().send(to, &[&msg]).await {
+            // The client resends and gets the cached reply.
+            tracing::debug!(peer = %to, xid = req.xid, error = %e, "reply not delivered");
+        }
+    }
+}
