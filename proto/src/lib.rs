@@ -4,10 +4,18 @@
 //! handles.
 
 pub mod attr;
+pub mod codec;
 pub mod fid;
 pub mod layout;
+pub mod mds;
+pub mod mgs;
+pub mod ost;
 
 pub use attr::{Attr, Cred, SetAttr, StatFs, Timestamp};
+pub use codec::{CodecError, decode, encode, portal};
 pub use fabric::Errno;
 pub use fid::Fid;
 pub use layout::{Component, Extent, Layout, Pattern, Raid0, StripeObject, StripeSpec};
+pub use mds::{DirEntry, MdsCall, MdsReply, MdsRequest};
+pub use mgs::{FsConfig, MgsReply, MgsRequest, TargetInfo, TargetKind};
+pub use ost::{ObjAttr, OstReply, OstRequest};

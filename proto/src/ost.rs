@@ -1,0 +1,144 @@
+//! Requests an OST serves, and its replies.
+
+use crate::attr::{StatFs, Timestamp};
+use crate::fid::Fid;
+use fabric::BulkHandle;
+use serde::{Deserialize, Serialize};
+
+/// The largest bulk one OST RPC carries: 16 MiB, as Lustre's largest
+/// `max_pages_per_rpc`.
+pub const MAX_RPC_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OstRequest {
+    /// Checks that this OST serves `fsname` as target `index`.
+    Connect {
+        fsname: String,
+        index: u32,
+    },
+    /// Creates `count` objects from `first_oid` on (the MDS's precreate).
+    Precreate {
+        seq: u64,
+        first_oid: u32,
+        count: u32,
+    },
+    /// The highest oid created in `seq`.
+    LastId {
+        seq: u64,
+    },
+    Destroy {
+        fid: Fid,
+    },
+    /// The OST pulls `len` bytes from `segs` (in order) and writes them at
+    /// `offset`; `crc` is the crc32c of those bytes.
+    Write {
+        fid: Fid,
+        offset: u64,
+        len: u64,
+        segs: Vec<BulkHandle>,
+        crc: u32,
+        sync: bool,
+    },
+    /// The OST reads up to `len` bytes at `offset` and pushes them into
+    /// `segs`; bytes past the object's end are not sent.
+    Read {
+        fid: Fid,
+        offset: u64,
+        len: u64,
+        segs: Vec<BulkHandle>,
+    },
+    Punch {
+        fid: Fid,
+        offset: u64,
+        len: u64,
+    },
+    Truncate {
+        fid: Fid,
+        size: u64,
+    },
+    Getattr {
+        fid: Fid,
+    },
+    Setattr {
+        fid: Fid,
+        atime: Option<Timestamp>,
+        mtime: Option<Timestamp>,
+    },
+    Sync {
+        fid: Option<Fid>,
+    },
+    Statfs,
+}
+
+impl OstRequest {
+    pub fn opcode(&self) -> u16 {
+        match self {
+            OstRequest::Connect { .. } => 8,
+            OstRequest::Precreate { .. } => 5,
+            OstRequest::LastId { .. } => 20,
+            OstRequest::Destroy { .. } => 6,
+            OstRequest::Write { .. } => 4,
+            OstRequest::Read { .. } => 3,
+            OstRequest::Punch { .. } => 10,
+            OstRequest::Truncate { .. } => 21,
+            OstRequest::Getattr { .. } => 1,
+            OstRequest::Setattr { .. } => 2,
+            OstRequest::Sync { .. } => 16,
+            OstRequest::Statfs => 13,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OstRequest::Connect { .. } => "connect",
+            OstRequest::Precreate { .. } => "create",
+            OstRequest::LastId { .. } => "last_id",
+            OstRequest::Destroy { .. } => "destroy",
+            OstRequest::Write { .. } => "write",
+            OstRequest::Read { .. } => "read",
+            OstRequest::Punch { .. } => "punch",
+            OstRequest::Truncate { .. } => "truncate",
+            OstRequest::Getattr { .. } => "getattr",
+            OstRequest::Setattr { .. } => "setattr",
+            OstRequest::Sync { .. } => "sync",
+            OstRequest::Statfs => "statfs",
+        }
+    }
+}
+
+/// An object's attributes as the OST knows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObjAttr {
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OstReply {
+    Connected {
+        uuid: String,
+    },
+    Precreated {
+        seq: u64,
+        first_oid: u32,
+        count: u32,
+    },
+    LastId {
+        seq: u64,
+        oid: u32,
+    },
+    Done,
+    Written {
+        len: u64,
+    },
+    /// `len` bytes were pushed; `crc` covers them.
+    ReadDone {
+        len: u64,
+        crc: u32,
+    },
+    Attr(ObjAttr),
+    Statfs(StatFs),
+}

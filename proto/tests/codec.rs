@@ -1,0 +1,103 @@
+//! The codec round-trips every message shape and refuses garbage without
+//! panicking.
+
+use fabric::BulkHandle;
+use proptest::prelude::*;
+use proto::*;
+
+fn fid() -> impl Strategy<Value = Fid> {
+    (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(seq, oid, ver)| Fid { seq, oid, ver })
+}
+
+fn handle() -> impl Strategy<Value = BulkHandle> {
+    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(addr, len, key)| BulkHandle { addr, len, key })
+}
+
+fn ost_request() -> impl Strategy<Value = OstRequest> {
+    prop_oneof![
+        (
+            fid(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(handle(), 0..20),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(|(fid, offset, len, segs, crc, sync)| OstRequest::Write {
+                fid,
+                offset,
+                len,
+                segs,
+                crc,
+                sync
+            }),
+        (fid(), any::<u64>(), any::<u64>(), proptest::collection::vec(handle(), 0..20))
+            .prop_map(|(fid, offset, len, segs)| OstRequest::Read { fid, offset, len, segs }),
+        (any::<u64>(), any::<u32>(), any::<u32>())
+            .prop_map(|(seq, first_oid, count)| OstRequest::Precreate { seq, first_oid, count }),
+        fid().prop_map(|fid| OstRequest::Getattr { fid }),
+        Just(OstRequest::Statfs),
+    ]
+}
+
+fn mds_call() -> impl Strategy<Value = MdsCall> {
+    let cred = (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u32>(), 0..8))
+        .prop_map(|(uid, gid, groups)| Cred { uid, gid, groups });
+    let op = prop_oneof![
+        (fid(), ".{0,300}").prop_map(|(parent, name)| MdsRequest::Lookup { parent, name }),
+        (fid(), ".{0,40}", any::<u32>(), any::<Option<i32>>(), any::<Option<u64>>(), any::<bool>()).prop_map(
+            |(parent, name, mode, c, s, exclusive)| MdsRequest::Create {
+                parent,
+                name,
+                mode,
+                stripe: StripeSpec { stripe_count: c, stripe_size: s, stripe_offset: None },
+                exclusive
+            }
+        ),
+        (fid(), ".{0,40}", fid(), ".{0,40}").prop_map(|(parent, name, new_parent, new_name)| {
+            MdsRequest::Rename { parent, name, new_parent, new_name }
+        }),
+        (fid(), ".{0,40}", proptest::collection::vec(any::<u8>(), 0..100), any::<u32>())
+            .prop_map(|(fid, name, value, flags)| MdsRequest::Setxattr { fid, name, value, flags }),
+    ];
+    (cred, op).prop_map(|(cred, op)| MdsCall { cred, op })
+}
+
+proptest! {
+    #[test]
+    fn ost_requests_round_trip(r in ost_request()) {
+        prop_assert_eq!(decode::<OstRequest>("ost request", &encode(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn mds_calls_round_trip(c in mds_call()) {
+        prop_assert_eq!(decode::<MdsCall>("mds call", &encode(&c)).unwrap(), c);
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode::<OstRequest>("ost", &bytes);
+        let _ = decode::<MdsCall>("mds", &bytes);
+        let _ = decode::<MgsRequest>("mgs", &bytes);
+        let _ = decode::<MdsReply>("mds reply", &bytes);
+        let _ = decode::<OstReply>("ost reply", &bytes);
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused(r in ost_request(), extra in 1usize..8) {
+        let mut b = encode(&r);
+        b.extend(std::iter::repeat_n(0u8, extra));
+        prop_assert!(decode::<OstRequest>("ost", &b).is_err());
+    }
+}
+
+#[test]
+fn layouts_round_trip_with_many_stripes() {
+    let objects = (0..2000)
+        .map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), i * 7) })
+        .collect::<Vec<_>>();
+    let l = Layout::new_raid0(1 << 20, Some(3), objects);
+    let bytes = encode(&l);
+    assert!(bytes.len() < 60 * 1024, "a 2000-stripe layout fits an immediate message: {}", bytes.len());
+    assert_eq!(decode::<Layout>("layout", &bytes).unwrap(), l);
+}
