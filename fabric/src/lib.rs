@@ -5,17 +5,21 @@
 //! after reconnect and runs each request once. CPTs keep service threads
 //! and their buffers on one NUMA node.
 
+pub mod cpt;
 pub mod errno;
 pub mod lnd;
 pub mod memory;
 pub mod nid;
+pub mod numa;
 pub mod rpc;
 pub mod tcp;
 
+pub use cpt::{
     Cpt, CptConfig, CptError, CptPool, CptPoolConfig, CptTable, ServiceThread, SubmitError, TopologyDesc,
 };
 pub use errno::Errno;
 pub use lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
 pub use memory::{Access, BufferPool, BulkHandle, Exposure, IoBuf, MemoryRegistry, PoolBuf, Region};
 pub use nid::{Net, NetType, Nid, NidError, Pid, ProcessId};
+pub use numa::{NumaError, NumaMem, alloc_region};
 pub use rpc::{Endpoint, EndpointConfig, RpcError, Service};

@@ -6,7 +6,6 @@
 //! byte it asks for is checked against the exposed range and direction, the
 //! way an RDMA NIC checks an rkey.
 
-mod anon;
 mod exposure;
 mod pool;
 mod region;

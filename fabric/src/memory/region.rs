@@ -1,4 +1,4 @@
-use super::anon::{NumaMem, alloc_region};
+use crate::numa::{NumaMem, alloc_region};
 use std::sync::Arc;
 
 /// One registered memory region: page aligned, locked, on one NUMA node.

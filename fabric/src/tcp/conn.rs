@@ -43,12 +43,15 @@ pub(super) trait GetSink: Send {
 /// Owns the caller's buffer until the transfer ends; dropped unanswered
 /// (its connection set torn down) it answers with the loss, so the caller
 /// always gets its buffer back.
+/// What a bulk read hands back: the buffer and how the transfer went.
+pub(super) type GetDone<B> = (B, Result<(), LndError>);
+
 pub(super) struct Sink<B: BulkBuf> {
     buf: Option<B>,
     off: usize,
     len: usize,
     peer: ProcessId,
-    tx: Option<oneshot::Sender<(B, Result<(), LndError>)>>,
+    tx: Option<oneshot::Sender<GetDone<B>>>,
 }
 
 impl<B: BulkBuf> Sink<B> {
@@ -57,7 +60,7 @@ impl<B: BulkBuf> Sink<B> {
         off: usize,
         len: usize,
         peer: ProcessId,
-    ) -> (Self, oneshot::Receiver<(B, Result<(), LndError>)>) {
+    ) -> (Self, oneshot::Receiver<GetDone<B>>) {
         let (tx, rx) = oneshot::channel();
         (Sink { buf: Some(buf), off, len, peer, tx: Some(tx) }, rx)
     }
