@@ -1,0 +1,432 @@
+//! A mounted file system: the connection to the MGS, the MDS and every
+//! OST, and the namespace operations an application needs.
+
+use crate::error::{ClientError, Result};
+use crate::mount_spec::MountSpec;
+use fabric::rpc::{Endpoint, EndpointConfig};
+use fabric::{BufferPool, Errno, Nid, Pid, ProcessId};
+use proto::{
+    Attr, Cred, DirEntry, Fid, FsConfig, Layout, MdsCall, MdsReply, MdsRequest, MgsReply, MgsRequest, ObjAttr,
+    OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind, decode, encode, portal,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::Semaphore;
+
+/// Tunables, named as `lctl get_param osc.*.*` names them.
+#[derive(Clone, Debug)]
+pub struct ClientTunables {
+    /// Bytes per bulk RPC (`max_pages_per_rpc` × 4 KiB).
+    pub rpc_size: usize,
+    /// RPCs in flight per OST (`max_rpcs_in_flight`).
+    pub max_rpcs_in_flight: usize,
+    /// Buffers for I/O from memory that was not registered.
+    pub io_buffers: usize,
+}
+
+impl Default for ClientTunables {
+    fn default() -> Self {
+        ClientTunables { rpc_size: 1 << 20, max_rpcs_in_flight: 8, io_buffers: 32 }
+    }
+}
+
+pub(crate) struct OstLink {
+    pub peer: ProcessId,
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// A mounted glint file system.
+pub struct Client {
+    pub(crate) ep: Endpoint,
+    spec: MountSpec,
+    mgs: ProcessId,
+    mds: ProcessId,
+    root: Fid,
+    config: RwLock<FsConfig>,
+    pub(crate) osts: RwLock<HashMap<u32, Arc<OstLink>>>,
+    pub(crate) tunables: ClientTunables,
+    pub(crate) pool: Arc<BufferPool>,
+}
+
+fn server(nid: Nid) -> ProcessId {
+    ProcessId { nid, pid: Pid::SERVER }
+}
+
+/// This process's credentials, as a local file system would check them.
+pub fn process_cred() -> Cred {
+    // SAFETY: plain getters; getgroups is given a buffer of the size it reports.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        let mut groups = vec![0 as libc::gid_t; n.max(0) as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        Cred { uid: libc::geteuid(), gid: libc::getegid(), groups }
+    }
+}
+
+/// The local address this node uses to reach `nid`, which becomes the
+/// client's own NID on that network.
+fn local_nid_towards(nid: Nid) -> Nid {
+    let sock = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| s.connect((nid.addr, 9)).map(|_| s))
+        .and_then(|s| s.local_addr());
+    match sock {
+        Ok(a) => Nid::new(a.ip(), nid.net),
+        Err(_) => Nid::new(nid.addr, nid.net),
+    }
+}
+
+impl Client {
+    /// Mounts `MGSNID:/FSNAME`: asks the MGS for the file system's targets
+    /// and connects to the MDS.
+    pub async fn mount(spec: &str) -> Result<Arc<Client>> {
+        Client::mount_with(spec, ClientTunables::default()).await
+    }
+
+    pub async fn mount_with(spec: &str, tunables: ClientTunables) -> Result<Arc<Client>> {
+        let spec: MountSpec = spec.parse()?;
+        let first = spec.mgs[0];
+        let ep = Endpoint::start(EndpointConfig::client(local_nid_towards(first)))
+            .await
+            .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
+        let mut last_err = None;
+        let mut config = None;
+        let mut mgs = server(first);
+        for nid in &spec.mgs {
+            mgs = server(*nid);
+            match Self::fetch_config(&ep, mgs, &spec.fsname).await {
+                Ok(c) => {
+                    config = Some(c);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let config = match config {
+            Some(c) => c,
+            None => return Err(last_err.expect("at least one MGS NID was tried")),
+        };
+        let mdt = config.mdt.clone().ok_or_else(|| ClientError::NoMdt(spec.fsname.clone()))?;
+        let mds = server(mdt.nids[0]);
+        let pool = BufferPool::new(tunables.rpc_size, tunables.io_buffers, None)
+            .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
+        let client = Client {
+            ep,
+            spec: spec.clone(),
+            mgs,
+            mds,
+            root: Fid::ROOT,
+            config: RwLock::new(config.clone()),
+            osts: RwLock::new(HashMap::new()),
+            tunables,
+            pool,
+        };
+        client.apply_config(&config);
+        let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {
+            MdsReply::Connected { root } => root,
+            _ => return Err(ClientError::UnexpectedReply { service: "MDS" }),
+        };
+        let client = Client { root, ..client };
+        tracing::info!(fs = %spec, osts = config.osts.len(), "mounted");
+        Ok(Arc::new(client))
+    }
+
+    async fn fetch_config(ep: &Endpoint, mgs: ProcessId, fsname: &str) -> Result<FsConfig> {
+        let r = ep
+            .call(mgs, portal::MGS, 1, &encode(&MgsRequest::GetConfig { fsname: fsname.to_string() }))
+            .await?;
+        match decode::<MgsReply>("MGS reply", r.body())? {
+            MgsReply::Config(c) => Ok(c),
+            _ => Err(ClientError::UnexpectedReply { service: "MGS" }),
+        }
+    }
+
+    fn apply_config(&self, config: &FsConfig) {
+        let mut osts = self.osts.write().expect("osts lock");
+        for t in config.osts.iter().filter(|t| t.kind == TargetKind::Ost) {
+            osts.entry(t.index).or_insert_with(|| {
+                Arc::new(OstLink {
+                    peer: server(t.nids[0]),
+                    in_flight: Arc::new(Semaphore::new(self.tunables.max_rpcs_in_flight)),
+                })
+            });
+        }
+        *self.config.write().expect("config lock") = config.clone();
+    }
+
+    /// Fetches the configuration again, picking up OSTs added since mount.
+    pub async fn refresh_config(&self) -> Result<()> {
+        let c = Self::fetch_config(&self.ep, self.mgs, &self.spec.fsname).await?;
+        self.apply_config(&c);
+        Ok(())
+    }
+
+    pub fn config(&self) -> FsConfig {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub fn fsname(&self) -> &str {
+        &self.spec.fsname
+    }
+
+    pub fn root(&self) -> Fid {
+        self.root
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+
+    pub fn tunables(&self) -> &ClientTunables {
+        &self.tunables
+    }
+
+    pub(crate) async fn ost_link(&self, index: u32) -> Result<Arc<OstLink>> {
+        if let Some(l) = self.osts.read().expect("osts lock").get(&index).cloned() {
+            return Ok(l);
+        }
+        self.refresh_config().await?;
+        self.osts.read().expect("osts lock").get(&index).cloned().ok_or(ClientError::UnknownOst(index))
+    }
+
+    /// One MDS operation with this process's credentials.
+    pub async fn md(&self, op: MdsRequest) -> Result<MdsReply> {
+        self.md_as(process_cred(), op).await
+    }
+
+    /// One MDS operation on behalf of `cred` (the FUSE mount passes the
+    /// calling process's).
+    pub async fn md_as(&self, cred: Cred, op: MdsRequest) -> Result<MdsReply> {
+        let opcode = op.opcode();
+        let body = encode(&MdsCall { cred, op });
+        let r = self.ep.call(self.mds, portal::MDS, opcode, &body).await?;
+        Ok(decode::<MdsReply>("MDS reply", r.body())?)
+    }
+
+    /// One OST operation, within the OST's in-flight limit.
+    pub async fn ost(&self, index: u32, req: &OstRequest) -> Result<OstReply> {
+        ost_call(&self.ep, &*self.ost_link(index).await?, req).await
+    }
+
+    /// Looks up `name` in `parent`.
+    pub async fn lookup(&self, cred: &Cred, parent: Fid, name: &str) -> Result<(Attr, Option<Layout>)> {
+        attr_reply(self.md_as(cred.clone(), MdsRequest::Lookup { parent, name: name.to_string() }).await?)
+    }
+
+    /// Resolves an absolute path inside the file system (`/a/b`).
+    pub async fn resolve(&self, cred: &Cred, path: &str) -> Result<(Attr, Option<Layout>)> {
+        let mut cur = self.getattr_md(cred, self.root).await?;
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            cur = self.lookup(cred, cur.0.fid, part).await?;
+        }
+        Ok(cur)
+    }
+
+    /// The MDS's view of an inode, without asking the OSTs for its size.
+    pub async fn getattr_md(&self, cred: &Cred, fid: Fid) -> Result<(Attr, Option<Layout>)> {
+        attr_reply(self.md_as(cred.clone(), MdsRequest::Getattr { fid }).await?)
+    }
+
+    /// Full attributes: a regular file's size, blocks and times come from
+    /// its objects, asked in parallel (Lustre's glimpse).
+    pub async fn getattr(&self, cred: &Cred, fid: Fid) -> Result<(Attr, Option<Layout>)> {
+        let (mut attr, layout) = self.getattr_md(cred, fid).await?;
+        if let Some(l) = &layout {
+            self.merge_object_attrs(&mut attr, l).await?;
+        }
+        Ok((attr, layout))
+    }
+
+    pub(crate) async fn merge_object_attrs(&self, attr: &mut Attr, layout: &Layout) -> Result<()> {
+        let objs = self.object_attrs(layout).await?;
+        let Some(r0) = layout.raid0() else { return Ok(()) };
+        let mut size = 0;
+        let mut blocks = 0;
+        for (stripe, o) in objs.iter().enumerate() {
+            size = size.max(r0.file_size_from_object(stripe, o.size));
+            blocks += o.blocks;
+            attr.mtime = attr.mtime.max(o.mtime);
+            attr.ctime = attr.ctime.max(o.ctime);
+        }
+        attr.size = size;
+        attr.blocks = blocks;
+        Ok(())
+    }
+
+    /// Every object's attributes, in stripe order.
+    pub async fn object_attrs(&self, layout: &Layout) -> Result<Vec<ObjAttr>> {
+        let mut set = tokio::task::JoinSet::new();
+        let objects: Vec<_> = layout.objects().copied().collect();
+        for (i, o) in objects.iter().enumerate() {
+            let me = self.clone_handle();
+            let o = *o;
+            set.spawn(async move { (i, me.ost(o.ost_idx, &OstRequest::Getattr { fid: o.fid }).await) });
+        }
+        let mut out = vec![ObjAttr::default(); objects.len()];
+        while let Some(r) = set.join_next().await {
+            let (i, r) = r.expect("glimpse task");
+            match r? {
+                OstReply::Attr(a) => out[i] = a,
+                _ => return Err(ClientError::UnexpectedReply { service: "OST" }),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn clone_handle(&self) -> Arc<ClientRef> {
+        Arc::new(ClientRef { ep: self.ep.clone(), osts: self.osts.read().expect("osts lock").clone() })
+    }
+
+    pub async fn setattr(&self, cred: &Cred, fid: Fid, set: SetAttr) -> Result<(Attr, Option<Layout>)> {
+        let r = attr_reply(self.md_as(cred.clone(), MdsRequest::Setattr { fid, attr: set }).await?)?;
+        if let (Some(size), Some(layout)) = (set.size, &r.1) {
+            self.truncate_objects(layout, size).await?;
+        }
+        self.getattr(cred, fid).await
+    }
+
+    /// Sets every object to the size `size` implies for its stripe, which
+    /// frees the space past it.
+    pub async fn truncate_objects(&self, layout: &Layout, size: u64) -> Result<()> {
+        let Some(r0) = layout.raid0() else { return Ok(()) };
+        let mut set = tokio::task::JoinSet::new();
+        for (stripe, o) in r0.objects.iter().enumerate() {
+            let me = self.clone_handle();
+            let obj_size = r0.object_size_for(stripe, size);
+            let o = *o;
+            set.spawn(async move { me.ost(o.ost_idx, &OstRequest::Truncate { fid: o.fid, size: obj_size }).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("truncate task")?;
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        cred: &Cred,
+        parent: Fid,
+        name: &str,
+        mode: u32,
+        stripe: StripeSpec,
+        exclusive: bool,
+    ) -> Result<(Attr, Option<Layout>)> {
+        let op = MdsRequest::Create { parent, name: name.to_string(), mode, stripe, exclusive };
+        attr_reply(self.md_as(cred.clone(), op).await?)
+    }
+
+    pub async fn mkdir(&self, cred: &Cred, parent: Fid, name: &str, mode: u32) -> Result<Attr> {
+        let op = MdsRequest::Mkdir { parent, name: name.to_string(), mode };
+        Ok(attr_reply(self.md_as(cred.clone(), op).await?)?.0)
+    }
+
+    pub async fn unlink(&self, cred: &Cred, parent: Fid, name: &str) -> Result<()> {
+        self.md_as(cred.clone(), MdsRequest::Unlink { parent, name: name.to_string() }).await.map(|_| ())
+    }
+
+    pub async fn rmdir(&self, cred: &Cred, parent: Fid, name: &str) -> Result<()> {
+        self.md_as(cred.clone(), MdsRequest::Rmdir { parent, name: name.to_string() }).await.map(|_| ())
+    }
+
+    pub async fn rename(&self, cred: &Cred, parent: Fid, name: &str, new_parent: Fid, new_name: &str) -> Result<()> {
+        let op = MdsRequest::Rename {
+            parent,
+            name: name.to_string(),
+            new_parent,
+            new_name: new_name.to_string(),
+        };
+        self.md_as(cred.clone(), op).await.map(|_| ())
+    }
+
+    /// Every entry of a directory, following cookies to the end.
+    pub async fn readdir_all(&self, cred: &Cred, fid: Fid) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let (entries, eof) = self.readdir(cred, fid, cookie, 512).await?;
+            if let Some(last) = entries.last() {
+                cookie = last.cookie;
+            }
+            out.extend(entries);
+            if eof {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn readdir(&self, cred: &Cred, fid: Fid, cookie: u64, max: u32) -> Result<(Vec<DirEntry>, bool)> {
+        match self.md_as(cred.clone(), MdsRequest::Readdir { fid, cookie, max }).await? {
+            MdsReply::Entries { entries, eof } => Ok((entries, eof)),
+            _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
+        }
+    }
+
+    /// Space per target: the MDT's inodes and every OST's blocks.
+    pub async fn statfs_targets(&self) -> Result<(StatFs, Vec<(u32, StatFs)>)> {
+        let mdt = match self.md(MdsRequest::Statfs).await? {
+            MdsReply::Statfs(s) => s,
+            _ => return Err(ClientError::UnexpectedReply { service: "MDS" }),
+        };
+        let indices: Vec<u32> = {
+            let mut v: Vec<u32> = self.osts.read().expect("osts lock").keys().copied().collect();
+            v.sort();
+            v
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for idx in indices {
+            let me = self.clone_handle();
+            set.spawn(async move { (idx, me.ost(idx, &OstRequest::Statfs).await) });
+        }
+        let mut osts = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let (idx, r) = r.expect("statfs task");
+            match r? {
+                OstReply::Statfs(s) => osts.push((idx, s)),
+                _ => return Err(ClientError::UnexpectedReply { service: "OST" }),
+            }
+        }
+        osts.sort_by_key(|(i, _)| *i);
+        Ok((mdt, osts))
+    }
+
+    /// The file system as `statfs(2)` reports it: blocks summed over the
+    /// OSTs, inodes from the MDT.
+    pub async fn statfs(&self) -> Result<StatFs> {
+        let (mdt, osts) = self.statfs_targets().await?;
+        let bsize = 4096u64;
+        let mut s = StatFs { bsize: bsize as u32, namelen: 255, files: mdt.files, ffree: mdt.ffree, ..Default::default() };
+        for (_, o) in &osts {
+            let scale = o.bsize as u64;
+            s.blocks += o.blocks * scale / bsize;
+            s.bfree += o.bfree * scale / bsize;
+            s.bavail += o.bavail * scale / bsize;
+        }
+        Ok(s)
+    }
+}
+
+/// What background tasks of a client need: the endpoint and the OSTs.
+pub(crate) struct ClientRef {
+    ep: Endpoint,
+    osts: HashMap<u32, Arc<OstLink>>,
+}
+
+impl ClientRef {
+    pub async fn ost(&self, index: u32, req: &OstRequest) -> Result<OstReply> {
+        ost_call(&self.ep, self.osts.get(&index).ok_or(ClientError::UnknownOst(index))?, req).await
+    }
+}
+
+/// One OST RPC, within that OST's in-flight limit.
+async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<OstReply> {
+    let _slot = link.in_flight.acquire().await.expect("semaphore never closed");
+    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(req)).await?;
+    Ok(decode::<OstReply>("OST reply", r.body())?)
+}
+
+pub(crate) fn attr_reply(r: MdsReply) -> Result<(Attr, Option<Layout>)> {
+    match r {
+        MdsReply::Attr { attr, layout } => Ok((attr, layout)),
+        _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
+    }
+}

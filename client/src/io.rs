@@ -1,0 +1,283 @@
+//! Striped I/O: a byte range is cut along stripes, the pieces for each
+//! object are gathered into RPCs of up to `rpc_size`, and every OST is
+//! written or read in parallel, each within its in-flight limit.
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use fabric::{Access, Errno, IoBuf, PoolBuf};
+use proto::{Fid, Layout, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// One RPC's worth of one object: object range `[obj_off, obj_off+len)`
+/// and the file offsets of its pieces, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub stripe: usize,
+    pub obj_off: u64,
+    pub len: u64,
+    /// (file offset, length) of each piece, contiguous in the object.
+    pub pieces: Vec<(u64, u64)>,
+}
+
+/// Groups the stripe extents of `[off, off+len)` into per-object chunks of
+/// at most `rpc_size` bytes, never crossing an RPC-size boundary of the
+/// object so RPCs stay aligned.
+pub(crate) fn plan(r0: &Raid0, off: u64, len: u64, rpc_size: u64) -> Vec<Chunk> {
+    let mut open: Vec<Option<Chunk>> = vec![None; r0.stripe_count()];
+    let mut out = Vec::new();
+    for e in r0.extents(off, len) {
+        let mut file_off = e.file_off;
+        let mut obj_off = e.obj_off;
+        let mut left = e.len;
+        while left > 0 {
+            let room = rpc_size - obj_off % rpc_size;
+            let n = left.min(room);
+            let slot = &mut open[e.stripe];
+            match slot {
+                Some(c) if c.obj_off + c.len == obj_off && c.len + n <= rpc_size => {
+                    c.len += n;
+                    c.pieces.push((file_off, n));
+                }
+                _ => {
+                    if let Some(c) = slot.take() {
+                        out.push(c);
+                    }
+                    *slot = Some(Chunk { stripe: e.stripe, obj_off, len: n, pieces: vec![(file_off, n)] });
+                }
+            }
+            if obj_off % rpc_size + n == rpc_size
+                && let Some(c) = slot.take()
+            {
+                out.push(c);
+            }
+            file_off += n;
+            obj_off += n;
+            left -= n;
+        }
+    }
+    out.extend(open.into_iter().flatten());
+    out
+}
+
+fn raid0(layout: &Layout) -> Result<&Raid0> {
+    layout.raid0().filter(|r| !r.objects.is_empty()).ok_or(ClientError::Errno(Errno::EIO))
+}
+
+fn check_range(off: u64, len: u64) -> Result<()> {
+    if off.checked_add(len).is_none_or(|end| end > MAX_FILE_SIZE) {
+        return Err(ClientError::Errno(Errno::EFBIG));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Writes `data` at `off` of the file with `layout`. The data is copied
+    /// once into registered buffers; [`Client::pwrite_registered`] avoids
+    /// even that copy.
+    pub async fn pwrite(self: &Arc<Self>, layout: &Layout, off: u64, data: &[u8], sync: bool) -> Result<usize> {
+        check_range(off, data.len() as u64)?;
+        let r0 = raid0(layout)?;
+        let mut tasks = JoinSet::new();
+        for chunk in plan(r0, off, data.len() as u64, self.tunables.rpc_size as u64) {
+            let mut buf = self.pool.get().await;
+            let mut at = 0usize;
+            for (file_off, n) in &chunk.pieces {
+                let src = (file_off - off) as usize;
+                buf[at..at + *n as usize].copy_from_slice(&data[src..src + *n as usize]);
+                at += *n as usize;
+            }
+            let obj = r0.objects[chunk.stripe];
+            let me = self.clone();
+            tasks.spawn(async move { me.write_chunk(obj.ost_idx, obj.fid, chunk.obj_off, buf, chunk.len, sync).await });
+            // Surface a failure early instead of queueing more work.
+            while let Some(r) = tasks.try_join_next() {
+                r.expect("write task")?;
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("write task")?;
+        }
+        Ok(data.len())
+    }
+
+    async fn write_chunk(&self, ost: u32, fid: Fid, obj_off: u64, buf: PoolBuf, len: u64, sync: bool) -> Result<()> {
+        let crc = crc32c::crc32c(&buf[..len as usize]);
+        let ex = self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Read).map_err(|e| e.errno())?;
+        let req = OstRequest::Write { fid, offset: obj_off, len, segs: vec![ex.handle()], crc, sync };
+        match self.ost(ost, &req).await? {
+            OstReply::Written { .. } => Ok(()),
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+
+    /// Writes from a registered buffer: the OSTs pull straight from it.
+    pub async fn pwrite_registered(self: &Arc<Self>, layout: &Layout, off: u64, buf: &IoBuf, sync: bool) -> Result<usize> {
+        check_range(off, buf.len() as u64)?;
+        let r0 = raid0(layout)?;
+        let mut tasks = JoinSet::new();
+        for chunk in plan(r0, off, buf.len() as u64, self.tunables.rpc_size as u64) {
+            let mut segs = Vec::with_capacity(chunk.pieces.len());
+            let mut exposures = Vec::with_capacity(chunk.pieces.len());
+            let mut crc = 0u32;
+            for (file_off, n) in &chunk.pieces {
+                let at = (file_off - off) as usize;
+                crc = crc32c::crc32c_append(crc, &buf[at..at + *n as usize]);
+                let ex = self.ep.registry().expose_range(buf, at, *n as usize, Access::Read).map_err(|e| e.errno())?;
+                segs.push(ex.handle());
+                exposures.push(ex);
+            }
+            let obj = r0.objects[chunk.stripe];
+            let req = OstRequest::Write { fid: obj.fid, offset: chunk.obj_off, len: chunk.len, segs, crc, sync };
+            let me = self.clone();
+            tasks.spawn(async move {
+                let r = me.ost(obj.ost_idx, &req).await;
+                drop(exposures);
+                r
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("write task")?;
+        }
+        Ok(buf.len())
+    }
+
+    /// Reads into `out` from `off`; returns the bytes read, short only at
+    /// end of file. Holes read as zeros.
+    pub async fn pread(self: &Arc<Self>, layout: &Layout, off: u64, out: &mut [u8]) -> Result<usize> {
+        check_range(off, out.len() as u64)?;
+        let r0 = raid0(layout)?;
+        let mut tasks = JoinSet::new();
+        for chunk in plan(r0, off, out.len() as u64, self.tunables.rpc_size as u64) {
+            let buf = self.pool.get().await;
+            let obj = r0.objects[chunk.stripe];
+            let me = self.clone();
+            tasks.spawn(async move {
+                let r = me.read_chunk(obj.ost_idx, obj.fid, chunk.obj_off, chunk.len, buf).await;
+                (chunk, r)
+            });
+        }
+        // The file ends where the furthest byte any object holds lands; a
+        // short object inside that range is a hole.
+        let mut end_seen = off;
+        let mut short = false;
+        let mut results = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let (chunk, r) = r.expect("read task");
+            let (buf, got) = r?;
+            if got < chunk.len {
+                short = true;
+            }
+            let mut at = 0u64;
+            for (file_off, n) in &chunk.pieces {
+                let have = got.saturating_sub(at).min(*n);
+                if have > 0 {
+                    end_seen = end_seen.max(file_off + have);
+                }
+                at += n;
+            }
+            results.push((chunk, buf, got));
+        }
+        let end = if short {
+            // Ask every object how long it is: bytes up to the real end of
+            // file that no object holds are holes, not EOF.
+            let sizes = self.object_attrs(layout).await?;
+            let size = sizes
+                .iter()
+                .enumerate()
+                .map(|(s, a)| r0.file_size_from_object(s, a.size))
+                .max()
+                .unwrap_or(0);
+            size.max(end_seen).min(off + out.len() as u64)
+        } else {
+            off + out.len() as u64
+        };
+        for (chunk, buf, got) in results {
+            let mut at = 0u64;
+            for (file_off, n) in &chunk.pieces {
+                let dst = (file_off - off) as usize;
+                let have = got.saturating_sub(at).min(*n) as usize;
+                out[dst..dst + have].copy_from_slice(&buf[at as usize..at as usize + have]);
+                out[dst + have..dst + *n as usize].fill(0);
+                at += n;
+            }
+        }
+        Ok(end.saturating_sub(off) as usize)
+    }
+
+    async fn read_chunk(&self, ost: u32, fid: Fid, obj_off: u64, len: u64, buf: PoolBuf) -> Result<(PoolBuf, u64)> {
+        let ex = self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Write).map_err(|e| e.errno())?;
+        let req = OstRequest::Read { fid, offset: obj_off, len, segs: vec![ex.handle()] };
+        let reply = self.ost(ost, &req).await;
+        drop(ex);
+        match reply? {
+            OstReply::ReadDone { len: got, crc } => {
+                let have = crc32c::crc32c(&buf[..got as usize]);
+                if have != crc {
+                    return Err(ClientError::Checksum { ost, want: crc, got: have });
+                }
+                Ok((buf, got))
+            }
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proto::{StripeObject, layout::STRIPE_SIZE_UNIT};
+
+    fn r0(size: u64, count: u32) -> Raid0 {
+        Raid0 {
+            stripe_size: size,
+            stripe_offset: None,
+            objects: (0..count).map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), 1) }).collect(),
+        }
+    }
+
+    #[test]
+    fn one_mib_stripes_make_one_rpc_per_stripe() {
+        let r = r0(1 << 20, 4);
+        let chunks = plan(&r, 0, 8 << 20, 1 << 20);
+        assert_eq!(chunks.len(), 8);
+        assert!(chunks.iter().all(|c| c.len == 1 << 20 && c.pieces.len() == 1));
+    }
+
+    #[test]
+    fn small_stripes_gather_into_full_rpcs() {
+        let r = r0(64 << 10, 2);
+        let chunks = plan(&r, 0, 4 << 20, 1 << 20);
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks.iter().all(|c| c.len == 1 << 20 && c.pieces.len() == 16));
+    }
+
+    proptest! {
+        #[test]
+        fn plan_covers_the_range_once(units in 1u64..20, count in 1u32..6, off in 0u64..(1 << 24),
+                                      len in 0u64..(1 << 23), rpc_pow in 16u32..22) {
+            let r = r0(units * STRIPE_SIZE_UNIT, count);
+            let rpc = 1u64 << rpc_pow;
+            let chunks = plan(&r, off, len, rpc);
+            let mut pieces: Vec<(u64, u64)> = chunks.iter().flat_map(|c| c.pieces.clone()).collect();
+            pieces.sort();
+            let mut pos = off;
+            for (o, n) in &pieces {
+                prop_assert_eq!(*o, pos);
+                pos += n;
+            }
+            prop_assert_eq!(pos, off + len);
+            for c in &chunks {
+                prop_assert!(c.len <= rpc);
+                prop_assert_eq!(c.obj_off / rpc, (c.obj_off + c.len - 1) / rpc);
+                let mut obj = c.obj_off;
+                for (fo, n) in &c.pieces {
+                    prop_assert_eq!(r.map(*fo), (c.stripe, obj));
+                    obj += n;
+                }
+                prop_assert_eq!(obj, c.obj_off + c.len);
+            }
+        }
+    }
+}
