@@ -1,0 +1,65 @@
+//! Benchmarks: programs that print each figure beside the physical limit
+//! measured in the same run.
+
+pub mod fabric;
+
+use anyhow::{Context, Result, bail};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Latency samples.
+#[derive(Default)]
+pub struct Stats {
+    samples: Vec<Duration>,
+}
+
+impl Stats {
+    pub fn add(&mut self, d: Duration) {
+        self.samples.push(d);
+    }
+
+    pub fn count(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// The `p`th percentile in microseconds.
+    pub fn pct(&mut self, p: f64) -> f64 {
+        if self.samples.is_empty() {
+            return f64::NAN;
+        }
+        self.samples.sort();
+        let i = ((p / 100.0) * (self.samples.len() - 1) as f64).round() as usize;
+        self.samples[i].as_secs_f64() * 1e6
+    }
+}
+
+/// Single-stream TCP bandwidth on loopback by iperf3, in Gbit/s.
+pub fn iperf3_gbits(seconds: u32) -> Result<f64> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running iperf3 (apt-get install iperf3)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &port, "-t", &seconds.to_string(), "-P", "1", "-J"])
+        .output()
+        .context("running the iperf3 client")?;
+    let _ = server.wait();
+    if !out.status.success() {
+        bail!("iperf3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The receiver's summary: "sum_received": { ... "bits_per_second": N
+    let at = text.find("\"sum_received\"").context("iperf3 output has no sum_received")?;
+    let rest = &text[at..];
+    let k = rest.find("\"bits_per_second\"").context("iperf3 output has no bits_per_second")?;
+    let num: String = rest[k + 17..]
+        .chars()
+        .skip_while(|c| *c == ':' || c.is_whitespace())
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+        .collect();
+    Ok(num.parse::<f64>().context("iperf3 bits_per_second")? / 1e9)
+}
