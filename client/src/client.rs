@@ -6,8 +6,8 @@ use crate::mount_spec::MountSpec;
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, Nid, Pid, ProcessId};
 use proto::{
-    Attr, Cred, DirEntry, Fid, FsConfig, Layout, MdsCall, MdsReply, MdsRequest, MgsReply, MgsRequest, ObjAttr,
-    OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind, decode, encode, portal,
+    Attr, Cred, DirEntry, Fid, FsConfig, Layout, MdsCall, MdsReply, MdsRequest, MgsReply, MgsRequest,
+    ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind, decode, encode, portal,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -32,6 +32,7 @@ impl Default for ClientTunables {
 
 pub(crate) struct OstLink {
     pub peer: ProcessId,
+    pub index: u32,
     pub in_flight: Arc<Semaphore>,
 }
 
@@ -147,6 +148,7 @@ impl Client {
             osts.entry(t.index).or_insert_with(|| {
                 Arc::new(OstLink {
                     peer: server(t.nids[0]),
+                    index: t.index,
                     in_flight: Arc::new(Semaphore::new(self.tunables.max_rpcs_in_flight)),
                 })
             });
@@ -294,7 +296,9 @@ impl Client {
             let me = self.clone_handle();
             let obj_size = r0.object_size_for(stripe, size);
             let o = *o;
-            set.spawn(async move { me.ost(o.ost_idx, &OstRequest::Truncate { fid: o.fid, size: obj_size }).await });
+            set.spawn(async move {
+                me.ost(o.ost_idx, &OstRequest::Truncate { fid: o.fid, size: obj_size }).await
+            });
         }
         while let Some(r) = set.join_next().await {
             r.expect("truncate task")?;
@@ -328,13 +332,16 @@ impl Client {
         self.md_as(cred.clone(), MdsRequest::Rmdir { parent, name: name.to_string() }).await.map(|_| ())
     }
 
-    pub async fn rename(&self, cred: &Cred, parent: Fid, name: &str, new_parent: Fid, new_name: &str) -> Result<()> {
-        let op = MdsRequest::Rename {
-            parent,
-            name: name.to_string(),
-            new_parent,
-            new_name: new_name.to_string(),
-        };
+    pub async fn rename(
+        &self,
+        cred: &Cred,
+        parent: Fid,
+        name: &str,
+        new_parent: Fid,
+        new_name: &str,
+    ) -> Result<()> {
+        let op =
+            MdsRequest::Rename { parent, name: name.to_string(), new_parent, new_name: new_name.to_string() };
         self.md_as(cred.clone(), op).await.map(|_| ())
     }
 
@@ -354,7 +361,13 @@ impl Client {
         }
     }
 
-    pub async fn readdir(&self, cred: &Cred, fid: Fid, cookie: u64, max: u32) -> Result<(Vec<DirEntry>, bool)> {
+    pub async fn readdir(
+        &self,
+        cred: &Cred,
+        fid: Fid,
+        cookie: u64,
+        max: u32,
+    ) -> Result<(Vec<DirEntry>, bool)> {
         match self.md_as(cred.clone(), MdsRequest::Readdir { fid, cookie, max }).await? {
             MdsReply::Entries { entries, eof } => Ok((entries, eof)),
             _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
@@ -394,7 +407,13 @@ impl Client {
     pub async fn statfs(&self) -> Result<StatFs> {
         let (mdt, osts) = self.statfs_targets().await?;
         let bsize = 4096u64;
-        let mut s = StatFs { bsize: bsize as u32, namelen: 255, files: mdt.files, ffree: mdt.ffree, ..Default::default() };
+        let mut s = StatFs {
+            bsize: bsize as u32,
+            namelen: 255,
+            files: mdt.files,
+            ffree: mdt.ffree,
+            ..Default::default()
+        };
         for (_, o) in &osts {
             let scale = o.bsize as u64;
             s.blocks += o.blocks * scale / bsize;
@@ -420,7 +439,8 @@ impl ClientRef {
 /// One OST RPC, within that OST's in-flight limit.
 async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<OstReply> {
     let _slot = link.in_flight.acquire().await.expect("semaphore never closed");
-    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(req)).await?;
+    let call = OstCall { target: link.index, op: req.clone() };
+    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(&call)).await?;
     Ok(decode::<OstReply>("OST reply", r.body())?)
 }
 

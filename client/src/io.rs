@@ -75,7 +75,13 @@ impl Client {
     /// Writes `data` at `off` of the file with `layout`. The data is copied
     /// once into registered buffers; [`Client::pwrite_registered`] avoids
     /// even that copy.
-    pub async fn pwrite(self: &Arc<Self>, layout: &Layout, off: u64, data: &[u8], sync: bool) -> Result<usize> {
+    pub async fn pwrite(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        data: &[u8],
+        sync: bool,
+    ) -> Result<usize> {
         check_range(off, data.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
@@ -89,7 +95,9 @@ impl Client {
             }
             let obj = r0.objects[chunk.stripe];
             let me = self.clone();
-            tasks.spawn(async move { me.write_chunk(obj.ost_idx, obj.fid, chunk.obj_off, buf, chunk.len, sync).await });
+            tasks.spawn(async move {
+                me.write_chunk(obj.ost_idx, obj.fid, chunk.obj_off, buf, chunk.len, sync).await
+            });
             // Surface a failure early instead of queueing more work.
             while let Some(r) = tasks.try_join_next() {
                 r.expect("write task")?;
@@ -101,9 +109,21 @@ impl Client {
         Ok(data.len())
     }
 
-    async fn write_chunk(&self, ost: u32, fid: Fid, obj_off: u64, buf: PoolBuf, len: u64, sync: bool) -> Result<()> {
+    async fn write_chunk(
+        &self,
+        ost: u32,
+        fid: Fid,
+        obj_off: u64,
+        buf: PoolBuf,
+        len: u64,
+        sync: bool,
+    ) -> Result<()> {
         let crc = crc32c::crc32c(&buf[..len as usize]);
-        let ex = self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Read).map_err(|e| e.errno())?;
+        let ex = self
+            .ep
+            .registry()
+            .expose_range(buf.io(), 0, len as usize, Access::Read)
+            .map_err(|e| e.errno())?;
         let req = OstRequest::Write { fid, offset: obj_off, len, segs: vec![ex.handle()], crc, sync };
         match self.ost(ost, &req).await? {
             OstReply::Written { .. } => Ok(()),
@@ -112,7 +132,13 @@ impl Client {
     }
 
     /// Writes from a registered buffer: the OSTs pull straight from it.
-    pub async fn pwrite_registered(self: &Arc<Self>, layout: &Layout, off: u64, buf: &IoBuf, sync: bool) -> Result<usize> {
+    pub async fn pwrite_registered(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        buf: &IoBuf,
+        sync: bool,
+    ) -> Result<usize> {
         check_range(off, buf.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
@@ -123,12 +149,17 @@ impl Client {
             for (file_off, n) in &chunk.pieces {
                 let at = (file_off - off) as usize;
                 crc = crc32c::crc32c_append(crc, &buf[at..at + *n as usize]);
-                let ex = self.ep.registry().expose_range(buf, at, *n as usize, Access::Read).map_err(|e| e.errno())?;
+                let ex = self
+                    .ep
+                    .registry()
+                    .expose_range(buf, at, *n as usize, Access::Read)
+                    .map_err(|e| e.errno())?;
                 segs.push(ex.handle());
                 exposures.push(ex);
             }
             let obj = r0.objects[chunk.stripe];
-            let req = OstRequest::Write { fid: obj.fid, offset: chunk.obj_off, len: chunk.len, segs, crc, sync };
+            let req =
+                OstRequest::Write { fid: obj.fid, offset: chunk.obj_off, len: chunk.len, segs, crc, sync };
             let me = self.clone();
             tasks.spawn(async move {
                 let r = me.ost(obj.ost_idx, &req).await;
@@ -182,12 +213,8 @@ impl Client {
             // Ask every object how long it is: bytes up to the real end of
             // file that no object holds are holes, not EOF.
             let sizes = self.object_attrs(layout).await?;
-            let size = sizes
-                .iter()
-                .enumerate()
-                .map(|(s, a)| r0.file_size_from_object(s, a.size))
-                .max()
-                .unwrap_or(0);
+            let size =
+                sizes.iter().enumerate().map(|(s, a)| r0.file_size_from_object(s, a.size)).max().unwrap_or(0);
             size.max(end_seen).min(off + out.len() as u64)
         } else {
             off + out.len() as u64
@@ -205,8 +232,19 @@ impl Client {
         Ok(end.saturating_sub(off) as usize)
     }
 
-    async fn read_chunk(&self, ost: u32, fid: Fid, obj_off: u64, len: u64, buf: PoolBuf) -> Result<(PoolBuf, u64)> {
-        let ex = self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Write).map_err(|e| e.errno())?;
+    async fn read_chunk(
+        &self,
+        ost: u32,
+        fid: Fid,
+        obj_off: u64,
+        len: u64,
+        buf: PoolBuf,
+    ) -> Result<(PoolBuf, u64)> {
+        let ex = self
+            .ep
+            .registry()
+            .expose_range(buf.io(), 0, len as usize, Access::Write)
+            .map_err(|e| e.errno())?;
         let req = OstRequest::Read { fid, offset: obj_off, len, segs: vec![ex.handle()] };
         let reply = self.ost(ost, &req).await;
         drop(ex);
@@ -233,7 +271,9 @@ mod tests {
         Raid0 {
             stripe_size: size,
             stripe_offset: None,
-            objects: (0..count).map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), 1) }).collect(),
+            objects: (0..count)
+                .map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), 1) })
+                .collect(),
         }
     }
 

@@ -15,9 +15,12 @@ impl std::str::FromStr for MountSpec {
     type Err = ClientError;
 
     fn from_str(spec: &str) -> Result<MountSpec, ClientError> {
-        let bad = |reason: &str| ClientError::MountSpec { spec: spec.to_string(), reason: reason.to_string() };
+        let bad =
+            |reason: &str| ClientError::MountSpec { spec: spec.to_string(), reason: reason.to_string() };
         let (nids, fsname) = spec.split_once(":/").ok_or_else(|| bad("expected MGSNID:/FSNAME"))?;
-        if fsname.is_empty() || fsname.len() > 8 || !fsname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if fsname.is_empty()
+            || fsname.len() > 8
+            || !fsname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(bad("the file system name is 1 to 8 letters, digits or _"));
         }
@@ -50,7 +53,9 @@ mod tests {
         assert_eq!(s.fsname, "scratch");
         let s: MountSpec = "127.0.0.1@tcp:/glint".parse().unwrap();
         assert_eq!(s.to_string(), "127.0.0.1@tcp:/glint");
-        for bad in ["127.0.0.1@tcp", "127.0.0.1@tcp:/", ":/fs", "127.0.0.1@eth:/fs", "127.0.0.1@tcp:/waytoolongname"] {
+        for bad in
+            ["127.0.0.1@tcp", "127.0.0.1@tcp:/", ":/fs", "127.0.0.1@eth:/fs", "127.0.0.1@tcp:/waytoolongname"]
+        {
             assert!(bad.parse::<MountSpec>().is_err(), "{bad}");
         }
     }

@@ -57,7 +57,7 @@ impl LndError {
 
 /// An immediate message as received: it holds one of the receiver's
 /// posted buffers, and returns a credit to the sender when dropped.
-pub trait RecvBuf: Send + 'static {
+pub trait RecvBuf: Send + Sync + 'static {
     fn bytes(&self) -> &[u8];
 }
 

@@ -18,4 +18,4 @@ pub use fid::Fid;
 pub use layout::{Component, Extent, Layout, Pattern, Raid0, StripeObject, StripeSpec};
 pub use mds::{DirEntry, MdsCall, MdsReply, MdsRequest};
 pub use mgs::{FsConfig, MgsReply, MgsRequest, TargetInfo, TargetKind};
-pub use ost::{ObjAttr, OstReply, OstRequest};
+pub use ost::{ObjAttr, OstCall, OstReply, OstRequest};

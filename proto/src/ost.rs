@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 /// `max_pages_per_rpc`.
 pub const MAX_RPC_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The most objects one precreate request makes (Lustre's OST_MAX_PRECREATE).
+pub const MAX_PRECREATE: u32 = 20_000;
+
+/// A request for one of the OSTs an OSS serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OstCall {
+    pub target: u32,
+    pub op: OstRequest,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OstRequest {
     /// Checks that this OST serves `fsname` as target `index`.

@@ -193,6 +193,22 @@ impl Deliver for Inbox {
     }
 }
 
+/// Turns a panic while polling the inner future into `Err`.
+struct CatchPanic<F>(F);
+
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}
+
 /// Removes an abandoned call's reply slot.
 struct PendingGuard<'a> {
     inner: &'a Inner,
@@ -389,7 +405,12 @@ impl Endpoint {
                 let ep = self.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let response = service.handle(req).await;
+                    // A handler that panics answers EIO instead of leaving
+                    // the client to time out, and the server keeps serving.
+                    let response = CatchPanic(service.handle(req)).await.unwrap_or_else(|_| {
+                        tracing::error!(peer = %from, xid = header.xid, opcode = header.opcode, "request handler panicked");
+                        Err(Errno::EIO)
+                    });
                     ep.inner.stats.requests_handled.fetch_add(1, Ordering::Relaxed);
                     ep.send_reply(from, &header, response, started.elapsed(), true).await;
                 });

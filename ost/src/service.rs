@@ -1,0 +1,301 @@
+//! The OSS: one fabric endpoint serving the OSTs of one node. Writes pull
+//! the client's data into a NUMA-local pool buffer and check its crc32c
+//! before a byte reaches the disk; reads push from a pool buffer into the
+//! client's exposed range.
+
+use crate::io_threads::IoThreads;
+use crate::{ObjTimes, ObjectStore, OstError};
+use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
+use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
+use proto::ost::MAX_RPC_BYTES;
+use proto::{
+    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode, portal,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One target an OSS serves.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    pub dir: PathBuf,
+    pub index: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct OssConfig {
+    pub fsname: String,
+    pub nid: Nid,
+    pub port: u16,
+    pub mgs: Nid,
+    pub targets: Vec<TargetConfig>,
+    /// The largest bulk RPC accepted (and the size of each pool buffer).
+    pub max_rpc_bytes: usize,
+    /// Pool buffers, which bound the bulk RPCs served at once.
+    pub buffers: usize,
+    pub io_threads: usize,
+    pub metrics: Option<String>,
+}
+
+impl OssConfig {
+    pub fn new(fsname: &str, nid: Nid, mgs: Nid, targets: Vec<TargetConfig>) -> OssConfig {
+        OssConfig {
+            fsname: fsname.to_string(),
+            nid,
+            port: fabric::tcp::DEFAULT_PORT,
+            mgs,
+            targets,
+            max_rpc_bytes: 4 << 20,
+            buffers: 16,
+            io_threads: 8,
+            metrics: None,
+        }
+    }
+}
+
+/// Counters of one target, read by metrics and `lctl get_param obdfilter.*.stats`.
+#[derive(Default, Debug)]
+pub struct TargetStats {
+    pub read_bytes: AtomicU64,
+    pub write_bytes: AtomicU64,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub checksum_errors: AtomicU64,
+    pub ops: [AtomicU64; 22],
+}
+
+pub struct Target {
+    pub store: Arc<ObjectStore>,
+    pub stats: TargetStats,
+}
+
+pub struct Oss {
+    fsname: String,
+    targets: HashMap<u32, Arc<Target>>,
+    io: IoThreads,
+    bufs: Arc<BufferPool>,
+    max_rpc: usize,
+}
+
+/// A running OSS; dropping it does not stop it, `shutdown` does.
+pub struct OssHandle {
+    pub endpoint: Endpoint,
+    pub oss: Arc<Oss>,
+}
+
+fn ost_err(e: OstError) -> Errno {
+    e.errno()
+}
+
+impl Oss {
+    /// Opens every target (refusing any whose label does not match), starts
+    /// the endpoint, and registers each target with the MGS.
+    pub async fn start(cfg: OssConfig) -> Result<OssHandle, OssError> {
+        let io = IoThreads::start("ost_io", cfg.io_threads, cfg.nid.addr).map_err(OssError::Threads)?;
+        let bufs = BufferPool::new(cfg.max_rpc_bytes, cfg.buffers, Some(io.numa_node()))
+            .map_err(|e| OssError::Memory(e.to_string()))?;
+        let mut targets = HashMap::new();
+        for t in &cfg.targets {
+            let store = ObjectStore::open(&t.dir, &cfg.fsname, t.index)
+                .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
+            targets.insert(t.index, Arc::new(Target { store: Arc::new(store), stats: TargetStats::default() }));
+        }
+        let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc: cfg.max_rpc_bytes });
+        let mut ecfg = EndpointConfig::server(cfg.nid);
+        ecfg.tcp.port = cfg.port;
+        let endpoint = Endpoint::start(ecfg).await.map_err(|e| OssError::Listen(e.to_string()))?;
+        endpoint.register(portal::OST, oss.clone());
+        let mgs = ProcessId { nid: cfg.mgs, pid: Pid::SERVER };
+        for t in &cfg.targets {
+            let target =
+                TargetInfo { kind: TargetKind::Ost, index: t.index, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
+            let req = MgsRequest::Register { fsname: cfg.fsname.clone(), target };
+            let r = endpoint.call(mgs, portal::MGS, 2, &encode(&req)).await.map_err(|e| OssError::Mgs(e.to_string()))?;
+            match decode::<MgsReply>("MGS reply", r.body()) {
+                Ok(MgsReply::Registered { .. }) => {}
+                other => return Err(OssError::Mgs(format!("unexpected reply {other:?}"))),
+            }
+        }
+        tracing::info!(nid = %cfg.nid, targets = cfg.targets.len(), "OSS serving");
+        Ok(OssHandle { endpoint, oss })
+    }
+
+    pub fn fsname(&self) -> &str {
+        &self.fsname
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = (&u32, &Arc<Target>)> {
+        self.targets.iter()
+    }
+
+    async fn disk<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<R, OstError> + Send + 'static,
+    ) -> Result<R, Errno> {
+        self.io.run(f).await?.map_err(ost_err)
+    }
+
+    async fn serve(self: Arc<Self>, req: Request) -> Response {
+        let call: OstCall = decode("OST request", req.body()).map_err(|e| {
+            tracing::warn!(peer = %req.from, error = %e, "bad OST request");
+            Errno::EPROTO
+        })?;
+        let target = self.targets.get(&call.target).cloned().ok_or(Errno::ENODEV)?;
+        target.stats.ops[(call.op.opcode() as usize).min(21)].fetch_add(1, Ordering::Relaxed);
+        let store = target.store.clone();
+        let reply = match call.op {
+            OstRequest::Connect { fsname, index } => {
+                if fsname != self.fsname || index != call.target {
+                    return Err(Errno::ENODEV);
+                }
+                OstReply::Connected { uuid: store.label().uuid.clone() }
+            }
+            OstRequest::Precreate { seq, first_oid, count } => {
+                self.disk(move || store.precreate(seq, first_oid, count)).await?;
+                OstReply::Precreated { seq, first_oid, count }
+            }
+            OstRequest::LastId { seq } => OstReply::LastId { seq, oid: self.disk(move || store.last_id(seq)).await? },
+            OstRequest::Destroy { fid } => {
+                self.disk(move || store.destroy(fid)).await?;
+                OstReply::Done
+            }
+            OstRequest::Write { fid, offset, len, segs, crc, sync } => {
+                self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
+            }
+            OstRequest::Read { fid, offset, len, segs } => self.read(&req, &target, fid, offset, len, segs).await?,
+            OstRequest::Punch { fid, offset, len } => {
+                self.disk(move || store.punch(fid, offset, len)).await?;
+                OstReply::Done
+            }
+            OstRequest::Truncate { fid, size } => {
+                self.disk(move || store.truncate(fid, size)).await?;
+                OstReply::Done
+            }
+            OstRequest::Getattr { fid } => {
+                let a = self.disk(move || store.getattr(fid)).await?;
+                OstReply::Attr(ObjAttr { size: a.size, blocks: a.blocks, atime: a.atime, mtime: a.mtime, ctime: a.ctime })
+            }
+            OstRequest::Setattr { fid, atime, mtime } => {
+                self.disk(move || store.setattr(fid, ObjTimes { atime, mtime })).await?;
+                OstReply::Done
+            }
+            OstRequest::Sync { fid } => {
+                self.disk(move || match fid {
+                    Some(f) => store.sync(f),
+                    None => store.sync_all(),
+                })
+                .await?;
+                OstReply::Done
+            }
+            OstRequest::Statfs => OstReply::Statfs(self.disk(move || store.statfs()).await?),
+        };
+        Ok(encode(&reply))
+    }
+
+    fn check_bulk(&self, len: u64, segs: &[fabric::BulkHandle]) -> Result<(), Errno> {
+        if len > self.max_rpc as u64 || len > MAX_RPC_BYTES {
+            return Err(Errno::EINVAL);
+        }
+        if segs.iter().try_fold(0u64, |acc, s| acc.checked_add(s.len)) != Some(len) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        len: u64,
+        segs: Vec<fabric::BulkHandle>,
+        crc: u32,
+        sync: bool,
+    ) -> Result<OstReply, Errno> {
+        self.check_bulk(len, &segs)?;
+        let mut buf: PoolBuf = self.bufs.get().await;
+        let mut at = 0usize;
+        for seg in segs {
+            let (b, r) = req.bulk.get(seg, buf, at).await;
+            buf = b;
+            r.map_err(|e| e.errno())?;
+            at += seg.len as usize;
+        }
+        let got = crc32c::crc32c(&buf[..len as usize]);
+        if got != crc {
+            target.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %req.from, %fid, want = crc, got, "bulk checksum mismatch; nothing written");
+            return Err(Errno::EBADMSG);
+        }
+        let store = target.store.clone();
+        self.disk(move || store.write(fid, offset, &buf[..len as usize], sync)).await?;
+        target.stats.writes.fetch_add(1, Ordering::Relaxed);
+        target.stats.write_bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(OstReply::Written { len })
+    }
+
+    async fn read(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        len: u64,
+        segs: Vec<fabric::BulkHandle>,
+    ) -> Result<OstReply, Errno> {
+        self.check_bulk(len, &segs)?;
+        let buf: PoolBuf = self.bufs.get().await;
+        let store = target.store.clone();
+        let (mut buf, got) = self
+            .io
+            .run(move || {
+                let mut buf = buf;
+                let r = store.read(fid, offset, &mut buf[..len as usize]);
+                (buf, r)
+            })
+            .await?;
+        let got = got.map_err(ost_err)?;
+        let crc = crc32c::crc32c(&buf[..got]);
+        // Push only the bytes the object holds; the client zero-fills the rest.
+        let mut at = 0usize;
+        for seg in segs {
+            if at >= got {
+                break;
+            }
+            let n = (seg.len as usize).min(got - at);
+            let part = seg.slice(0, n as u64).ok_or(Errno::EINVAL)?;
+            let (b, r) = req.bulk.put(part, buf, at).await;
+            buf = b;
+            r.map_err(|e| e.errno())?;
+            at += seg.len as usize;
+        }
+        target.stats.reads.fetch_add(1, Ordering::Relaxed);
+        target.stats.read_bytes.fetch_add(got as u64, Ordering::Relaxed);
+        Ok(OstReply::ReadDone { len: got as u64, crc })
+    }
+}
+
+impl Service for Oss {
+    fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        Box::pin(self.serve(req))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OssError {
+    #[error("cannot start disk threads: {0}")]
+    Threads(Errno),
+    #[error("cannot allocate bulk buffers: {0}")]
+    Memory(String),
+    #[error("target {dir}: {reason}")]
+    Target { dir: PathBuf, reason: String },
+    #[error("cannot listen: {0}")]
+    Listen(String),
+    #[error("cannot register with the MGS: {0}")]
+    Mgs(String),
+}
