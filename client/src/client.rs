@@ -22,11 +22,19 @@ pub struct ClientTunables {
     pub max_rpcs_in_flight: usize,
     /// Buffers for I/O from memory that was not registered.
     pub io_buffers: usize,
+    /// How long a request to a server that does not answer is resent
+    /// before the caller gets ETIMEDOUT.
+    pub retry_limit: std::time::Duration,
 }
 
 impl Default for ClientTunables {
     fn default() -> Self {
-        ClientTunables { rpc_size: 1 << 20, max_rpcs_in_flight: 8, io_buffers: 32 }
+        ClientTunables {
+            rpc_size: 1 << 20,
+            max_rpcs_in_flight: 8,
+            io_buffers: 32,
+            retry_limit: std::time::Duration::from_secs(120),
+        }
     }
 }
 
@@ -87,9 +95,9 @@ impl Client {
     pub async fn mount_with(spec: &str, tunables: ClientTunables) -> Result<Arc<Client>> {
         let spec: MountSpec = spec.parse()?;
         let first = spec.mgs[0];
-        let ep = Endpoint::start(EndpointConfig::client(local_nid_towards(first)))
-            .await
-            .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
+        let mut ecfg = EndpointConfig::client(local_nid_towards(first));
+        ecfg.retry_limit = tunables.retry_limit;
+        let ep = Endpoint::start(ecfg).await.map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
         let mut last_err = None;
         let mut config = None;
         let mut mgs = server(first);

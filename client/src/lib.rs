@@ -4,9 +4,12 @@
 
 mod client;
 mod error;
+mod extra;
+pub mod fuse;
 mod io;
 mod mount_spec;
 
 pub use client::{Client, ClientTunables, process_cred};
 pub use error::{ClientError, Result};
+pub use fuse::{MountError, MountGuard, MountOptions};
 pub use mount_spec::MountSpec;

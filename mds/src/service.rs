@@ -8,8 +8,8 @@ use crate::{MdsError, Mdt, Mgs, Opened, XattrMode};
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
 use fabric::{Errno, Nid, Pid, ProcessId};
 use proto::{
-    Attr, DirEntry, Fid, Layout, MdsCall, MdsReply, MdsRequest, OstCall, OstReply, OstRequest, TargetInfo, TargetKind,
-    decode, encode, portal,
+    Attr, DirEntry, Fid, Layout, MdsCall, MdsReply, MdsRequest, OstCall, OstReply, OstRequest, TargetInfo,
+    TargetKind, decode, encode, portal,
 };
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -77,10 +77,16 @@ impl Mds {
         let mut ecfg = EndpointConfig::server(cfg.nid);
         ecfg.tcp.port = cfg.port;
         let ep = Endpoint::start(ecfg).await.map_err(|e| MdsError::Store(format!("cannot listen: {e}")))?;
-        let target = TargetInfo { kind: TargetKind::Mdt, index: 0, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
+        let target =
+            TargetInfo { kind: TargetKind::Mdt, index: 0, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
         mgs.register(mdt.fsname(), target).map_err(|e| MdsError::Store(e.to_string()))?;
-        let mds =
-            Arc::new(Mds { mdt, mgs: mgs.clone(), ep: ep.clone(), refill: Notify::new(), stats: MdsStats::default() });
+        let mds = Arc::new(Mds {
+            mdt,
+            mgs: mgs.clone(),
+            ep: ep.clone(),
+            refill: Notify::new(),
+            stats: MdsStats::default(),
+        });
         ep.register(portal::MGS, mgs);
         ep.register(portal::MDS, mds.clone());
         tokio::spawn(mds.clone().keep_pools_full());
@@ -123,7 +129,11 @@ impl Mds {
                 tasks.spawn(async move {
                     me.mdt.pools().add_ost(t.index);
                     if let Ok(OstReply::Statfs(s)) = me.ost(&t, OstRequest::Statfs).await {
-                        me.mdt.pools().set_ost_space(t.index, s.bavail * s.bsize as u64, s.blocks * s.bsize as u64);
+                        me.mdt.pools().set_ost_space(
+                            t.index,
+                            s.bavail * s.bsize as u64,
+                            s.blocks * s.bsize as u64,
+                        );
                     }
                 });
             }
@@ -162,7 +172,8 @@ impl Mds {
         let count = count.min(proto::ost::MAX_PRECREATE);
         match self.ost(t, OstRequest::Precreate { seq, first_oid: last + 1, count }).await? {
             OstReply::Precreated { seq, first_oid, count } => {
-                let added = self.mdt.pools().add_precreated(t.index, seq, first_oid, count).map_err(mds_errno)?;
+                let added =
+                    self.mdt.pools().add_precreated(t.index, seq, first_oid, count).map_err(mds_errno)?;
                 self.stats.precreated.fetch_add(added as u64, Ordering::Relaxed);
                 Ok(())
             }
@@ -180,7 +191,9 @@ impl Mds {
                 let Some(t) = osts.iter().find(|t| t.index == obj.ost_idx) else { continue };
                 match self.ost(t, OstRequest::Destroy { fid: obj.fid }).await {
                     Ok(_) | Err(Errno::ENOENT) => done.push(*id),
-                    Err(e) => tracing::debug!(ost = obj.ost_idx, fid = %obj.fid, error = %e, "destroy deferred"),
+                    Err(e) => {
+                        tracing::debug!(ost = obj.ost_idx, fid = %obj.fid, error = %e, "destroy deferred")
+                    }
                 }
             }
             if !done.is_empty() {
@@ -290,9 +303,13 @@ impl Mds {
                 }
                 MdsReply::Connected { root: Fid::ROOT }
             }
-            MdsRequest::Lookup { parent, name } => self.with_layout(mdt.lookup(cred, parent, &name).map_err(e)?)?,
+            MdsRequest::Lookup { parent, name } => {
+                self.with_layout(mdt.lookup(cred, parent, &name).map_err(e)?)?
+            }
             MdsRequest::Getattr { fid } => self.with_layout(mdt.getattr(fid).map_err(e)?)?,
-            MdsRequest::Setattr { fid, attr } => self.with_layout(mdt.setattr(cred, fid, &attr).map_err(e)?)?,
+            MdsRequest::Setattr { fid, attr } => {
+                self.with_layout(mdt.setattr(cred, fid, &attr).map_err(e)?)?
+            }
             MdsRequest::Create { .. } => unreachable!("served by create"),
             MdsRequest::Mkdir { parent, name, mode } => {
                 MdsReply::Attr { attr: mdt.mkdir(cred, parent, &name, mode).map_err(e)?, layout: None }
@@ -303,10 +320,12 @@ impl Mds {
             MdsRequest::Symlink { parent, name, target } => {
                 MdsReply::Attr { attr: mdt.symlink(cred, parent, &name, &target).map_err(e)?, layout: None }
             }
-            MdsRequest::Readlink { fid } => {
-                MdsReply::Link { target: String::from_utf8_lossy(&mdt.readlink(fid).map_err(e)?).into_owned() }
+            MdsRequest::Readlink { fid } => MdsReply::Link {
+                target: String::from_utf8_lossy(&mdt.readlink(fid).map_err(e)?).into_owned(),
+            },
+            MdsRequest::Link { fid, parent, name } => {
+                self.with_layout(mdt.link(cred, fid, parent, &name).map_err(e)?)?
             }
-            MdsRequest::Link { fid, parent, name } => self.with_layout(mdt.link(cred, fid, parent, &name).map_err(e)?)?,
             MdsRequest::Unlink { parent, name } => {
                 mdt.unlink(cred, parent, &name).map_err(e)?;
                 MdsReply::Done
@@ -349,7 +368,9 @@ impl Mds {
                 mdt.setxattr(cred, fid, &name, &value, XattrMode::from_flags(flags as i32)?).map_err(e)?;
                 MdsReply::Done
             }
-            MdsRequest::Listxattr { fid } => MdsReply::XattrNames { names: mdt.listxattr(cred, fid).map_err(e)? },
+            MdsRequest::Listxattr { fid } => {
+                MdsReply::XattrNames { names: mdt.listxattr(cred, fid).map_err(e)? }
+            }
             MdsRequest::Removexattr { fid, name } => {
                 mdt.removexattr(cred, fid, &name).map_err(e)?;
                 MdsReply::Done

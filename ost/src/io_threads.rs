@@ -2,8 +2,8 @@
 //! NIC (fabric's CPT pool), fed through its bounded queue. Disk calls block,
 //! so they run here rather than on the async runtime that moves bytes.
 
-use fabric::cpt::{CptConfig, CptPool, CptPoolConfig, CptTable, SubmitError, ThreadsPerCpt};
 use fabric::Errno;
+use fabric::cpt::{CptConfig, CptPool, CptPoolConfig, CptTable, SubmitError, ThreadsPerCpt};
 use std::net::IpAddr;
 use tokio::sync::oneshot;
 

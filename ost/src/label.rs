@@ -46,8 +46,8 @@ impl Label {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(OstError::io(format!("read {}", path.display()), e)),
         };
-        let label: Label =
-            toml::from_str(&text).map_err(|e| OstError::Damaged { path: path.clone(), reason: e.to_string() })?;
+        let label: Label = toml::from_str(&text)
+            .map_err(|e| OstError::Damaged { path: path.clone(), reason: e.to_string() })?;
         check_fsname(&label.fsname)
             .map_err(|e| OstError::Damaged { path: path.clone(), reason: e.to_string() })?;
         Ok(Some(label))

@@ -9,7 +9,8 @@ use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
 use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
-    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode, portal,
+    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode,
+    portal,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,7 +102,8 @@ impl Oss {
         for t in &cfg.targets {
             let store = ObjectStore::open(&t.dir, &cfg.fsname, t.index)
                 .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
-            targets.insert(t.index, Arc::new(Target { store: Arc::new(store), stats: TargetStats::default() }));
+            targets
+                .insert(t.index, Arc::new(Target { store: Arc::new(store), stats: TargetStats::default() }));
         }
         let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc: cfg.max_rpc_bytes });
         let mut ecfg = EndpointConfig::server(cfg.nid);
@@ -110,10 +112,17 @@ impl Oss {
         endpoint.register(portal::OST, oss.clone());
         let mgs = ProcessId { nid: cfg.mgs, pid: Pid::SERVER };
         for t in &cfg.targets {
-            let target =
-                TargetInfo { kind: TargetKind::Ost, index: t.index, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
+            let target = TargetInfo {
+                kind: TargetKind::Ost,
+                index: t.index,
+                nids: vec![cfg.nid],
+                metrics: cfg.metrics.clone(),
+            };
             let req = MgsRequest::Register { fsname: cfg.fsname.clone(), target };
-            let r = endpoint.call(mgs, portal::MGS, 2, &encode(&req)).await.map_err(|e| OssError::Mgs(e.to_string()))?;
+            let r = endpoint
+                .call(mgs, portal::MGS, 2, &encode(&req))
+                .await
+                .map_err(|e| OssError::Mgs(e.to_string()))?;
             match decode::<MgsReply>("MGS reply", r.body()) {
                 Ok(MgsReply::Registered { .. }) => {}
                 other => return Err(OssError::Mgs(format!("unexpected reply {other:?}"))),
@@ -157,7 +166,9 @@ impl Oss {
                 self.disk(move || store.precreate(seq, first_oid, count)).await?;
                 OstReply::Precreated { seq, first_oid, count }
             }
-            OstRequest::LastId { seq } => OstReply::LastId { seq, oid: self.disk(move || store.last_id(seq)).await? },
+            OstRequest::LastId { seq } => {
+                OstReply::LastId { seq, oid: self.disk(move || store.last_id(seq)).await? }
+            }
             OstRequest::Destroy { fid } => {
                 self.disk(move || store.destroy(fid)).await?;
                 OstReply::Done
@@ -165,7 +176,9 @@ impl Oss {
             OstRequest::Write { fid, offset, len, segs, crc, sync } => {
                 self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
             }
-            OstRequest::Read { fid, offset, len, segs } => self.read(&req, &target, fid, offset, len, segs).await?,
+            OstRequest::Read { fid, offset, len, segs } => {
+                self.read(&req, &target, fid, offset, len, segs).await?
+            }
             OstRequest::Punch { fid, offset, len } => {
                 self.disk(move || store.punch(fid, offset, len)).await?;
                 OstReply::Done
@@ -176,7 +189,13 @@ impl Oss {
             }
             OstRequest::Getattr { fid } => {
                 let a = self.disk(move || store.getattr(fid)).await?;
-                OstReply::Attr(ObjAttr { size: a.size, blocks: a.blocks, atime: a.atime, mtime: a.mtime, ctime: a.ctime })
+                OstReply::Attr(ObjAttr {
+                    size: a.size,
+                    blocks: a.blocks,
+                    atime: a.atime,
+                    mtime: a.mtime,
+                    ctime: a.ctime,
+                })
             }
             OstRequest::Setattr { fid, atime, mtime } => {
                 self.disk(move || store.setattr(fid, ObjTimes { atime, mtime })).await?;

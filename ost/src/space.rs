@@ -47,8 +47,8 @@ pub(crate) fn unsupported(e: &io::Error) -> bool {
 }
 
 fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: zeroed is a valid statvfs; the call fills it.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path, `st` a valid out pointer.

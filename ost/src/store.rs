@@ -127,7 +127,10 @@ impl ObjectStore {
         }
         let objects = paths::objects_dir(dir);
         if !objects.is_dir() {
-            return Err(OstError::Damaged { path: objects, reason: "the object directory is missing".into() });
+            return Err(OstError::Damaged {
+                path: objects,
+                reason: "the object directory is missing".into(),
+            });
         }
         let _ = std::fs::remove_file(dir.join(format!("{LABEL_FILE}.tmp")));
         let direct_io = opts.direct_io && direct_io::probe(dir);

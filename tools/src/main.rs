@@ -2,6 +2,9 @@
 //! targets, mount it, and the Lustre tools (lfs, lctl, lnetctl) users know.
 
 mod bench;
+mod mount;
+mod servers;
+mod up;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -15,6 +18,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Format, start and mount a whole file system on this machine.
+    Up(up::UpArgs),
+    /// Unmount and stop what `glint up` started (the data stays).
+    Down(up::StateArgs),
+    /// Every server of the file system with its health, NIDs and space.
+    Status(up::StateArgs),
+    /// Format a target (MDT with its MGS, or OST) in a directory.
+    Mkfs(servers::MkfsArgs),
+    /// Run the MGS and MDS of a formatted MDT in the foreground.
+    Mds(servers::MdsArgs),
+    /// Run an OSS serving formatted OSTs in the foreground.
+    Oss(servers::OssArgs),
+    /// Mount a file system: glint mount MGSNID:/FSNAME DIR.
+    Mount(mount::MountArgs),
+    /// Unmount a glint mount.
+    Umount(mount::UmountArgs),
     /// Benchmarks that print each figure beside the limit measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -26,16 +45,52 @@ enum BenchCmd {
     Fabric(bench::fabric::FabricBench),
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // Like any Unix tool, end quietly when the reader of our output goes
+    // away (`glint status | head`).
+    // SAFETY: restoring the default disposition of one signal at start-up.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GLINT_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("glint: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run() -> Result<i32> {
+    let args: Vec<String> = std::env::args().collect();
+    // `mount -t fuse.glint SPEC DIR -o OPTS` runs `mount.fuse.glint SPEC DIR -o OPTS`.
+    let argv0 = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let cli = if argv0 == "mount.fuse.glint" || argv0 == "mount.glint" {
+        let mut v = vec!["glint".to_string(), "mount".to_string(), "--daemon".to_string()];
+        v.extend(args.into_iter().skip(1));
+        Cli::parse_from(v)
+    } else {
+        Cli::parse()
+    };
     match cli.cmd {
-        Cmd::Bench(BenchCmd::Fabric(a)) => rt.block_on(bench::fabric::run(a)),
+        Cmd::Up(a) => runtime()?.block_on(up::up(a)).map(|_| 0),
+        Cmd::Down(a) => up::down(a).map(|_| 0),
+        Cmd::Status(a) => runtime()?.block_on(up::status(a)),
+        Cmd::Mkfs(a) => servers::mkfs(a).map(|_| 0),
+        Cmd::Mds(a) => runtime()?.block_on(servers::mds(a)).map(|_| 0),
+        Cmd::Oss(a) => runtime()?.block_on(servers::oss(a)).map(|_| 0),
+        Cmd::Mount(a) => mount::mount(a).map(|_| 0),
+        Cmd::Umount(a) => mount::umount(a).map(|_| 0),
+        Cmd::Bench(BenchCmd::Fabric(a)) => runtime()?.block_on(bench::fabric::run(a)).map(|_| 0),
     }
 }

