@@ -179,6 +179,17 @@ pub struct Pid;
 impl Pid {
     /// The pid every server answers on, as Lustre's LNET_PID_LUSTRE.
     pub const SERVER: u32 = 12345;
+    /// Set on every client pid, as Lustre's LNET_PID_USERFLAG, so a client
+    /// can never be taken for a server.
+    pub const USER_FLAG: u32 = 0x8000_0000;
+
+    /// A pid for a new client endpoint of this process: the OS pid (below
+    /// 2^22 on Linux) with a per-process counter above it.
+    pub fn next_client() -> u32 {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x1ff;
+        Pid::USER_FLAG | (n << 22) | (std::process::id() & 0x3f_ffff)
+    }
 }
 
 impl fmt::Display for ProcessId {

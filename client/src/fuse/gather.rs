@@ -68,7 +68,7 @@ impl Gather {
         while !data.is_empty() {
             if self.buf.is_empty() {
                 // Whole aligned capacity-size pieces need no gathering.
-                if off % self.cap == 0 && data.len() as u64 >= self.cap {
+                if off.is_multiple_of(self.cap) && data.len() as u64 >= self.cap {
                     let n = (data.len() as u64 / self.cap * self.cap) as usize;
                     out.push(Extent { off, data: data[..n].to_vec() });
                     off += n as u64;
@@ -162,7 +162,7 @@ mod tests {
             let mut g = Gather::new(cap);
             let mut direct = vec![0u8; 220_000];
             let mut replay = vec![0u8; 220_000];
-            let mut apply = |file: &mut Vec<u8>, e: &Extent| {
+            let apply = |file: &mut Vec<u8>, e: &Extent| {
                 file[e.off as usize..e.off as usize + e.data.len()].copy_from_slice(&e.data);
             };
             let mut pos = 0u64;

@@ -33,9 +33,11 @@ impl EndpointConfig {
         }
     }
 
+    /// A client endpoint. Each gets a pid of its own, so several clients in
+    /// one process (two mounts, a tool and a mount) are distinct peers.
     pub fn client(nid: Nid) -> EndpointConfig {
         EndpointConfig {
-            tcp: TcpConfig::new(nid, std::process::id(), false),
+            tcp: TcpConfig::new(nid, crate::Pid::next_client(), false),
             timeouts: TimeoutBounds::default(),
             retry_limit: Duration::from_secs(120),
         }

@@ -38,11 +38,19 @@ pub struct Options {
 /// What a path holds, as far as striping goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Striping {
-    File { attr: Attr, layout: Layout },
+    File {
+        attr: Attr,
+        layout: Layout,
+    },
     /// A directory and the striping its new files get.
-    Dir { attr: Attr, default: StripeSpec },
+    Dir {
+        attr: Attr,
+        default: StripeSpec,
+    },
     /// Symlinks, devices: no layout.
-    None { attr: Attr },
+    None {
+        attr: Attr,
+    },
 }
 
 /// One component's striping, flattened for printing.
@@ -110,7 +118,13 @@ pub fn file_text(path: &str, layout: &Layout, o: Options) -> String {
     out.push_str("\tobdidx\t\t objid\t\t objid\t\t group\n");
     for o in s.objects {
         let oid = o.fid.oid as u64;
-        out.push_str(&format!("\t{:>6}\t{:>14}\t{:>13}\t{:>14}\n", o.ost_idx, oid, c_hex(oid), c_hex(o.fid.seq)));
+        out.push_str(&format!(
+            "\t{:>6}\t{:>14}\t{:>13}\t{:>14}\n",
+            o.ost_idx,
+            oid,
+            c_hex(oid),
+            c_hex(o.fid.seq)
+        ));
     }
     out.push('\n');
     out
@@ -185,7 +199,12 @@ pub async fn striping(c: &Client, cred: &Cred, path: &str) -> Result<Striping, L
     striping_of(c, cred, attr, layout).await
 }
 
-async fn striping_of(c: &Client, cred: &Cred, attr: Attr, layout: Option<Layout>) -> Result<Striping, LfsError> {
+async fn striping_of(
+    c: &Client,
+    cred: &Cred,
+    attr: Attr,
+    layout: Option<Layout>,
+) -> Result<Striping, LfsError> {
     Ok(match layout {
         Some(layout) if attr.is_reg() => Striping::File { attr, layout },
         _ if attr.is_dir() => Striping::Dir { attr, default: dir_default(c, cred, attr.fid).await? },
@@ -260,9 +279,8 @@ mod tests {
     use super::*;
 
     fn layout() -> Layout {
-        let objs = (0..2)
-            .map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), 2 + i) })
-            .collect();
+        let objs =
+            (0..2).map(|i| StripeObject { ost_idx: i, fid: Fid::new(Fid::ost_seq(i), 2 + i) }).collect();
         Layout::new_raid0(1 << 20, None, objs)
     }
 
@@ -286,11 +304,15 @@ mod tests {
     #[test]
     fn single_fields_print_bare_values() {
         let l = layout();
-        let f = |count, size, offset| Options { fields: Fields { count, size, offset }, ..Options::default() };
+        let f =
+            |count, size, offset| Options { fields: Fields { count, size, offset }, ..Options::default() };
         assert_eq!(file_text("f", &l, f(true, false, false)), "2\n");
         assert_eq!(file_text("f", &l, f(false, true, false)), "1048576\n");
         assert_eq!(file_text("f", &l, f(false, false, true)), "0\n");
-        assert_eq!(file_text("f", &l, f(true, true, false)), "lmm_stripe_count:  2\nlmm_stripe_size:   1048576\n");
+        assert_eq!(
+            file_text("f", &l, f(true, true, false)),
+            "lmm_stripe_count:  2\nlmm_stripe_size:   1048576\n"
+        );
     }
 
     #[test]
@@ -319,7 +341,8 @@ mod tests {
         let y = dir_text(&d, Options { yaml: true, ..Options::default() });
         assert_eq!(y, "stripe_count:  -1\nstripe_size:   4194304\npattern:       raid0\nstripe_offset: -1\n");
         serde_norway::from_str::<serde_norway::Value>(&y).unwrap();
-        let only = |count, size, offset| Options { fields: Fields { count, size, offset }, ..Options::default() };
+        let only =
+            |count, size, offset| Options { fields: Fields { count, size, offset }, ..Options::default() };
         assert_eq!(dir_text(&d, only(true, false, false)), "-1\n");
         assert_eq!(dir_text(&d, only(false, true, false)), "4194304\n");
         assert_eq!(dir_text(&d, only(true, false, true)), "stripe_count:  -1 stripe_offset: -1\n");

@@ -104,7 +104,8 @@ pub fn locate_in(abs: &Path, mounts: &[GlintMount]) -> Option<Located> {
 
 /// Locates a path given on the command line.
 pub fn locate(path: &str, mounts: &[GlintMount]) -> Result<Located, LfsError> {
-    let cwd = std::env::current_dir().map_err(|source| LfsError::Io { what: "the current directory".into(), source })?;
+    let cwd = std::env::current_dir()
+        .map_err(|source| LfsError::Io { what: "the current directory".into(), source })?;
     locate_in(&absolute(Path::new(path), &cwd), mounts).ok_or_else(|| LfsError::NotGlint(path.to_string()))
 }
 

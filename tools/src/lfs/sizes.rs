@@ -70,7 +70,8 @@ pub fn parse_size(what: &'static str, s: &str) -> Result<u64, LfsError> {
 pub fn parse_size_bound(s: &str) -> Result<Bound, LfsError> {
     let (cmp, rest) = split_sign(s);
     let (digits, suffix) = split_number(rest);
-    let bad = |reason: &str| LfsError::BadArg { what: "size", value: s.to_string(), reason: reason.to_string() };
+    let bad =
+        |reason: &str| LfsError::BadArg { what: "size", value: s.to_string(), reason: reason.to_string() };
     if digits.is_empty() {
         return Err(bad("expected [+-]N[kMGTPE]"));
     }
