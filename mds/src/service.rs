@@ -376,7 +376,11 @@ impl Mds {
                 MdsReply::Done
             }
             MdsRequest::Open { fid, flags } => {
-                let Opened { attr, layout } = mdt.open_file(cred, fid, flags as i32).map_err(e)?;
+                let owner_creating = flags & proto::mds::OPEN_CREATED != 0
+                    && (cred.uid == 0 || mdt.getattr(fid).map_err(e)?.uid == cred.uid);
+                let checked_as = if owner_creating { proto::Cred::root() } else { cred.clone() };
+                let flags = (flags & !proto::mds::OPEN_CREATED) as i32;
+                let Opened { attr, layout } = mdt.open_file(&checked_as, fid, flags).map_err(e)?;
                 MdsReply::Attr { attr, layout }
             }
             MdsRequest::Close { fid } => {

@@ -69,8 +69,13 @@ impl LastId {
     pub(crate) fn open(path: &Path) -> Result<LastId> {
         let io = |what: &str, e| OstError::io(format!("{what} {}", path.display()), e);
         let existed = path.exists();
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).open(path).map_err(|e| io("open", e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io("open", e))?;
         let current = Self::load(path, &file)?;
         narrow(path, current.last_id)?;
         let mut me = LastId { path: path.to_path_buf(), file, current };

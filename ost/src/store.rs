@@ -414,8 +414,8 @@ impl ObjectStore {
 
     /// Frees `[off, off+len)`: it reads as zeros afterwards, its blocks
     /// return to the file system, the size stays. A range running past
-    /// the largest object size is cut there (pass `u64::MAX - off` to
-    /// punch to the end).
+    /// the end of the object is cut there (pass `u64::MAX - off` to punch
+    /// to the end).
     pub fn punch(&self, fid: Fid, off: u64, len: u64) -> Result<()> {
         if off > MAX_FILE_SIZE {
             return Err(OstError::TooBig { fid, off, len, max: MAX_FILE_SIZE });
@@ -426,6 +426,14 @@ impl ObjectStore {
             return Ok(());
         }
         let _range = h.ranges.lock(off, end, Mode::Exclusive);
+        // Past the size there is nothing to free (and asking the file system
+        // to punch beyond its own largest file is EFBIG). The size cannot
+        // grow into our range while we hold it.
+        let size = h.file.metadata().map_err(|e| OstError::io(format!("fstat object {fid}"), e))?.len();
+        let end = end.min(size);
+        if end <= off {
+            return Ok(());
+        }
         match space::punch_hole(&h.file, off, end - off) {
             Ok(()) => Ok(()),
             Err(e) if space::unsupported(&e) => self.zero_range(&h, off, end),
@@ -437,8 +445,6 @@ impl ObjectStore {
     /// zeros, though its space stays allocated.
     fn zero_range(&self, h: &ObjectHandle, off: u64, end: u64) -> Result<()> {
         let fid = h.fid;
-        let size = h.file.metadata().map_err(|e| OstError::io(format!("fstat object {fid}"), e))?.len();
-        let end = end.min(size);
         let zeros = vec![0u8; 1 << 20];
         let mut at = off;
         while at < end {

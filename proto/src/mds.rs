@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// The longest name in a directory.
 pub const NAME_MAX: usize = 255;
 
+/// An `Open` flag: the caller just created this file. Its owner may open it
+/// whatever its mode says (as open(O_CREAT) with mode 0444 gives a writable
+/// descriptor); the owner could chmod it anyway, so nothing is bypassed.
+pub const OPEN_CREATED: u32 = 0x8000_0000;
+
 /// A request with the caller's credentials, checked on every operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MdsCall {

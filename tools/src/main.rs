@@ -2,6 +2,8 @@
 //! targets, mount it, and the Lustre tools (lfs, lctl, lnetctl) users know.
 
 mod bench;
+mod lfs;
+mod lnetctl;
 mod mount;
 mod servers;
 mod up;
@@ -34,6 +36,12 @@ enum Cmd {
     Mount(mount::MountArgs),
     /// Unmount a glint mount.
     Umount(mount::UmountArgs),
+    /// Lustre's lfs: striping, space, find and FIDs, through the client library.
+    #[command(subcommand)]
+    Lfs(lfs::LfsCmd),
+    /// Lustre's lnetctl: net show, peer show, ping, stats show.
+    #[command(subcommand)]
+    Lnetctl(lnetctl::LnetctlCmd),
     /// Benchmarks that print each figure beside the limit measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -75,7 +83,11 @@ fn run() -> Result<i32> {
     let args: Vec<String> = std::env::args().collect();
     // `mount -t fuse.glint SPEC DIR -o OPTS` runs `mount.fuse.glint SPEC DIR -o OPTS`.
     let argv0 = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
-    let cli = if argv0 == "mount.fuse.glint" || argv0 == "mount.glint" {
+    let cli = if argv0 == "lfs" || argv0 == "lnetctl" {
+        let mut v = vec!["glint".to_string(), argv0.clone()];
+        v.extend(args.into_iter().skip(1));
+        Cli::parse_from(v)
+    } else if argv0 == "mount.fuse.glint" || argv0 == "mount.glint" {
         let mut v = vec!["glint".to_string(), "mount".to_string(), "--daemon".to_string()];
         v.extend(args.into_iter().skip(1));
         Cli::parse_from(v)
@@ -91,6 +103,8 @@ fn run() -> Result<i32> {
         Cmd::Oss(a) => runtime()?.block_on(servers::oss(a)).map(|_| 0),
         Cmd::Mount(a) => mount::mount(a).map(|_| 0),
         Cmd::Umount(a) => mount::umount(a).map(|_| 0),
+        Cmd::Lfs(c) => runtime()?.block_on(lfs::run(c)),
+        Cmd::Lnetctl(c) => runtime()?.block_on(lnetctl::run(c)),
         Cmd::Bench(BenchCmd::Fabric(a)) => runtime()?.block_on(bench::fabric::run(a)).map(|_| 0),
     }
 }

@@ -5,7 +5,6 @@
 #[allow(dead_code)]
 #[path = "../src/lnetctl/mod.rs"]
 mod lnetctl;
-#[allow(dead_code)]
 mod support;
 
 use fabric::Errno;

@@ -84,21 +84,15 @@ impl Mounted {
         let (attr, layout) =
             self.client.create(&cred, pfid, name, mode, self.opts.stripe, exclusive).await.or_errno()?;
         // The creator may use the file whatever its mode says (git writes
-        // objects into files it creates 0444), but the MDS checks an open
-        // against the mode. Until create counts as an open, a refused open
-        // leaves this handle uncounted by the MDS.
+        // objects into files it creates 0444): the MDS lets the owner open
+        // a file it just created without checking the mode.
         let open = MdsRequest::Open {
             fid: attr.fid,
-            flags: (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32,
+            flags: (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32
+                | proto::mds::OPEN_CREATED,
         };
-        let mds_open = match self.client.md_as(cred, open).await {
-            Ok(_) => true,
-            Err(e) if e.errno() == Errno::EACCES => {
-                tracing::debug!(fid = %attr.fid, "open of a file just created was refused by its mode");
-                false
-            }
-            Err(e) => return Err(e.errno()),
-        };
+        self.client.md_as(cred, open).await.or_errno()?;
+        let mds_open = true;
         let fa = self.entry(parent, attr, layout.as_ref()).await?;
         let fh = self.new_handle(fa.ino.0, attr.fid, flags, layout, mds_open);
         Ok((fa, fh))
