@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// Lustre's ceiling for one precreate request (`OST_MAX_PRECREATE`).
-pub const MAX_PRECREATE: u32 = 20_000;
+/// The ceiling for one precreate request, shared with the MDS through the protocol.
+pub use proto::ost::MAX_PRECREATE;
 
 /// How a store is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
