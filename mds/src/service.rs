@@ -34,6 +34,9 @@ pub struct MdsConfig {
     pub nid: Nid,
     pub port: u16,
     pub metrics: Option<String>,
+    /// Lustre's root_squash: requests from uid 0 on any client run as this
+    /// uid:gid instead.
+    pub root_squash: Option<(u32, u32)>,
 }
 
 /// Creates the MDT and MGS stores of a new file system under `dir`.
@@ -53,6 +56,7 @@ pub struct MdsStats {
 }
 
 pub struct Mds {
+    root_squash: Option<(u32, u32)>,
     mdt: Arc<Mdt>,
     mgs: Arc<Mgs>,
     ep: Endpoint,
@@ -81,6 +85,7 @@ impl Mds {
             TargetInfo { kind: TargetKind::Mdt, index: 0, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
         mgs.register(mdt.fsname(), target).map_err(|e| MdsError::Store(e.to_string()))?;
         let mds = Arc::new(Mds {
+            root_squash: cfg.root_squash,
             mdt,
             mgs: mgs.clone(),
             ep: ep.clone(),
@@ -273,10 +278,15 @@ impl Mds {
     }
 
     async fn serve(self: Arc<Self>, req: Request) -> Response {
-        let call: MdsCall = decode("MDS request", req.body()).map_err(|e| {
+        let mut call: MdsCall = decode("MDS request", req.body()).map_err(|e| {
             tracing::warn!(peer = %req.from, error = %e, "bad MDS request");
             Errno::EPROTO
         })?;
+        if let Some((uid, gid)) = self.root_squash
+            && call.cred.uid == 0
+        {
+            call.cred = proto::Cred { uid, gid, groups: Vec::new() };
+        }
         self.stats.ops[(call.op.opcode() as usize).min(31)].fetch_add(1, Ordering::Relaxed);
         let reply = if matches!(call.op, MdsRequest::Create { .. }) {
             self.create(&call).await?

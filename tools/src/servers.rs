@@ -51,10 +51,24 @@ pub struct MdsArgs {
     /// Address for Prometheus metrics, e.g. 127.0.0.1:9700.
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Run requests from root on clients as UID:GID (Lustre's root_squash).
+    #[arg(long, value_parser = parse_squash)]
+    pub root_squash: Option<(u32, u32)>,
+}
+
+fn parse_squash(s: &str) -> std::result::Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').ok_or("expected UID:GID")?;
+    Ok((u.parse().map_err(|_| format!("bad uid `{u}`"))?, g.parse().map_err(|_| format!("bad gid `{g}`"))?))
 }
 
 pub async fn mds(a: MdsArgs) -> Result<()> {
-    let cfg = mds::MdsConfig { dir: a.dir.clone(), nid: a.nid, port: a.port, metrics: a.metrics };
+    let cfg = mds::MdsConfig {
+        dir: a.dir.clone(),
+        nid: a.nid,
+        port: a.port,
+        metrics: a.metrics,
+        root_squash: a.root_squash,
+    };
     let h = mds::Mds::start(cfg).await.with_context(|| format!("starting the MDS on {}", a.dir.display()))?;
     eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), a.nid, a.port);
     wait_for_stop().await;

@@ -33,10 +33,15 @@ impl TestFs {
         let mdt_dir = dir.path().join("mdt");
         mds::format(&mdt_dir, FSNAME).unwrap();
         let mgs = unique_nid();
-        let mds =
-            Mds::start(MdsConfig { dir: mdt_dir, nid: mgs, port: fabric::tcp::DEFAULT_PORT, metrics: None })
-                .await
-                .unwrap();
+        let mds = Mds::start(MdsConfig {
+            dir: mdt_dir,
+            nid: mgs,
+            port: fabric::tcp::DEFAULT_PORT,
+            metrics: None,
+            root_squash: None,
+        })
+        .await
+        .unwrap();
         let mut osses = Vec::new();
         for index in 0..osts {
             let odir = dir.path().join(format!("ost{index}"));
