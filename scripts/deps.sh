@@ -10,7 +10,7 @@ need_pkgs=(
   iproute2 kmod iperf3 fio git rsync
 )
 if [ "${1:-}" = "--test" ]; then
-  need_pkgs+=(qemu-system-x86 busybox-static python3-pip)
+  need_pkgs+=(qemu-system-x86 busybox-static python3-pip prometheus)
 fi
 
 sudo_cmd=()

@@ -2,6 +2,7 @@
 //! OST, and the namespace operations an application needs.
 
 use crate::error::{ClientError, Result};
+use crate::metrics::{ClientMetrics, OstLinkStats};
 use crate::mount_spec::MountSpec;
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, Nid, Pid, ProcessId};
@@ -25,6 +26,8 @@ pub struct ClientTunables {
     /// How long a request to a server that does not answer is resent
     /// before the caller gets ETIMEDOUT.
     pub retry_limit: std::time::Duration,
+    /// The port the file system's servers listen on.
+    pub port: u16,
 }
 
 impl Default for ClientTunables {
@@ -34,6 +37,7 @@ impl Default for ClientTunables {
             max_rpcs_in_flight: 8,
             io_buffers: 32,
             retry_limit: std::time::Duration::from_secs(120),
+            port: fabric::tcp::cluster_port(),
         }
     }
 }
@@ -42,6 +46,8 @@ pub(crate) struct OstLink {
     pub peer: ProcessId,
     pub index: u32,
     pub in_flight: Arc<Semaphore>,
+    /// Operations, bytes and latencies of the RPCs to this OST, for metrics.
+    pub stats: OstLinkStats,
 }
 
 /// A mounted glint file system.
@@ -55,6 +61,7 @@ pub struct Client {
     pub(crate) osts: RwLock<HashMap<u32, Arc<OstLink>>>,
     pub(crate) tunables: ClientTunables,
     pub(crate) pool: Arc<BufferPool>,
+    pub(crate) metrics: ClientMetrics,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -97,6 +104,7 @@ impl Client {
         let first = spec.mgs[0];
         let mut ecfg = EndpointConfig::client(local_nid_towards(first));
         ecfg.retry_limit = tunables.retry_limit;
+        ecfg.tcp.port = tunables.port;
         let ep = Endpoint::start(ecfg).await.map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
         let mut last_err = None;
         let mut config = None;
@@ -119,6 +127,7 @@ impl Client {
         let mds = server(mdt.nids[0]);
         let pool = BufferPool::new(tunables.rpc_size, tunables.io_buffers, None)
             .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
+        let metrics = ClientMetrics::new(&spec.fsname);
         let client = Client {
             ep,
             spec: spec.clone(),
@@ -129,6 +138,7 @@ impl Client {
             osts: RwLock::new(HashMap::new()),
             tunables,
             pool,
+            metrics,
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {
@@ -158,6 +168,7 @@ impl Client {
                     peer: server(t.nids[0]),
                     index: t.index,
                     in_flight: Arc::new(Semaphore::new(self.tunables.max_rpcs_in_flight)),
+                    stats: self.metrics.ost_link(&self.spec.fsname, t.index),
                 })
             });
         }
@@ -207,10 +218,11 @@ impl Client {
     /// One MDS operation on behalf of `cred` (the FUSE mount passes the
     /// calling process's).
     pub async fn md_as(&self, cred: Cred, op: MdsRequest) -> Result<MdsReply> {
-        let opcode = op.opcode();
+        let (opcode, name, started) = (op.opcode(), op.name(), std::time::Instant::now());
         let body = encode(&MdsCall { cred, op });
-        let r = self.ep.call(self.mds, portal::MDS, opcode, &body).await?;
-        Ok(decode::<MdsReply>("MDS reply", r.body())?)
+        let r = self.ep.call(self.mds, portal::MDS, opcode, &body).await;
+        self.metrics.md.observe(opcode, || name, started.elapsed().as_secs_f64());
+        Ok(decode::<MdsReply>("MDS reply", r?.body())?)
     }
 
     /// One OST operation, within the OST's in-flight limit.
@@ -448,8 +460,12 @@ impl ClientRef {
 async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<OstReply> {
     let _slot = link.in_flight.acquire().await.expect("semaphore never closed");
     let call = OstCall { target: link.index, op: req.clone() };
-    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(&call)).await?;
-    Ok(decode::<OstReply>("OST reply", r.body())?)
+    let started = std::time::Instant::now();
+    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(&call)).await;
+    link.stats.latency.observe(req.opcode(), || req.name(), started.elapsed().as_secs_f64());
+    let reply = decode::<OstReply>("OST reply", r?.body())?;
+    link.stats.count(&reply);
+    Ok(reply)
 }
 
 pub(crate) fn attr_reply(r: MdsReply) -> Result<(Attr, Option<Layout>)> {

@@ -7,6 +7,7 @@ mod error;
 mod extra;
 pub mod fuse;
 mod io;
+pub mod metrics;
 mod mount_spec;
 
 pub use client::{Client, ClientTunables, process_cred};

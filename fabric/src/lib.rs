@@ -9,8 +9,10 @@ pub mod cpt;
 pub mod errno;
 pub mod lnd;
 pub mod memory;
+pub mod metrics;
 pub mod nid;
 pub mod numa;
+pub mod o2ib;
 pub mod rpc;
 pub mod tcp;
 

@@ -136,12 +136,32 @@ pub struct CommitStats {
     pub queued: u64,
 }
 
-#[derive(Default)]
 pub(crate) struct Stats {
     commits: AtomicU64,
     ops: AtomicU64,
     largest: AtomicU64,
     pub queued: AtomicU64,
+    /// Operations per batch, for metrics.
+    pub batch: prometheus::Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let buckets = prometheus::exponential_buckets(1.0, 2.0, MAX_BATCH.ilog2() as usize + 1)
+            .expect("constant, valid buckets");
+        let opts = prometheus::HistogramOpts::new(
+            "glint_mds_commit_batch_ops",
+            "Operations made durable together by one group commit.",
+        )
+        .buckets(buckets);
+        Stats {
+            commits: AtomicU64::default(),
+            ops: AtomicU64::default(),
+            largest: AtomicU64::default(),
+            queued: AtomicU64::default(),
+            batch: prometheus::Histogram::with_opts(opts).expect("valid histogram"),
+        }
+    }
 }
 
 impl Stats {
@@ -344,6 +364,7 @@ pub(crate) fn committer(shared: &Shared, rx: mpsc::Receiver<Job>) {
         let results = run_batch(shared, &ops);
         shared.stats.ops.fetch_add(n, Ordering::Relaxed);
         shared.stats.largest.fetch_max(n, Ordering::Relaxed);
+        shared.stats.batch.observe(n as f64);
         drop(gate);
         for (job, r) in jobs.into_iter().zip(results) {
             // A caller that gave up waiting is no error.

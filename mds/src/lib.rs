@@ -11,6 +11,7 @@ mod check;
 mod commit;
 mod error;
 mod mdt;
+pub mod metrics;
 pub mod mgs;
 pub mod names;
 mod namespace;

@@ -139,6 +139,11 @@ impl Mdt {
         self.shared.stats.snapshot()
     }
 
+    /// Operations per group commit, as a histogram (`glint_mds_commit_batch_ops`).
+    pub fn commit_batches(&self) -> &prometheus::Histogram {
+        &self.shared.stats.batch
+    }
+
     /// Holds every commit until the guard is dropped (waits for the batch
     /// in progress).
     pub fn freeze(&self) -> Freeze<'_> {

@@ -181,6 +181,11 @@ impl Mdt {
         Ok(out)
     }
 
+    /// Objects waiting in the destroy log to be destroyed on their OSTs.
+    pub fn destroy_log_len(&self) -> Result<u64, MdsError> {
+        Ok(redb::ReadableTableMetadata::len(&self.read()?.destroy_log)?)
+    }
+
     /// Inodes in use (`files - ffree`) and FIDs left (`ffree`); the block
     /// figures are the OSTs' to report.
     pub fn statfs(&self) -> Result<StatFs, MdsError> {

@@ -5,6 +5,7 @@
 //! log drained to the OSTs.
 
 use crate::{MdsError, Mdt, Mgs, Opened, XattrMode};
+use fabric::metrics::OpHistograms;
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
 use fabric::{Errno, Nid, Pid, ProcessId};
 use proto::{
@@ -62,6 +63,8 @@ pub struct Mds {
     ep: Endpoint,
     refill: Notify,
     pub stats: MdsStats,
+    /// Time to serve each operation.
+    latency: OpHistograms,
 }
 
 /// A running MDS/MGS.
@@ -77,6 +80,7 @@ fn mds_errno(e: MdsError) -> Errno {
 impl Mds {
     pub async fn start(cfg: MdsConfig) -> Result<MdsHandle, MdsError> {
         let mdt = Arc::new(Mdt::open(cfg.dir.join(MDT_DB))?);
+        let target_name = format!("{}-MDT0000", mdt.fsname());
         let mgs = Mgs::open(&cfg.dir).map_err(|e| MdsError::Store(e.to_string()))?;
         let mut ecfg = EndpointConfig::server(cfg.nid);
         ecfg.tcp.port = cfg.port;
@@ -91,6 +95,14 @@ impl Mds {
             ep: ep.clone(),
             refill: Notify::new(),
             stats: MdsStats::default(),
+            latency: OpHistograms::new(
+                fabric::metrics::latency_histogram(
+                    "glint_mds_op_duration_seconds",
+                    "Time the MDS takes to serve an operation, its commit included, per operation.",
+                    &["target", "op"],
+                ),
+                &[&target_name],
+            ),
         });
         ep.register(portal::MGS, mgs);
         ep.register(portal::MDS, mds.clone());
@@ -106,6 +118,11 @@ impl Mds {
 
     pub fn mgs(&self) -> &Arc<Mgs> {
         &self.mgs
+    }
+
+    /// Operation latencies, labelled `target` and `op`.
+    pub fn latency(&self) -> &prometheus::HistogramVec {
+        self.latency.vec()
     }
 
     fn osts(&self) -> Vec<TargetInfo> {
@@ -288,12 +305,15 @@ impl Mds {
             call.cred = proto::Cred { uid, gid, groups: Vec::new() };
         }
         self.stats.ops[(call.op.opcode() as usize).min(31)].fetch_add(1, Ordering::Relaxed);
+        let (opcode, name, started) = (call.op.opcode(), call.op.name(), std::time::Instant::now());
         let reply = if matches!(call.op, MdsRequest::Create { .. }) {
-            self.create(&call).await?
+            self.create(&call).await
         } else {
             let me = self.clone();
-            tokio::task::spawn_blocking(move || me.serve_blocking(call)).await.map_err(|_| Errno::EIO)??
+            tokio::task::spawn_blocking(move || me.serve_blocking(call)).await.unwrap_or(Err(Errno::EIO))
         };
+        self.latency.observe(opcode, || name, started.elapsed().as_secs_f64());
+        let reply = reply?;
         if self.mdt.pools().osts().iter().any(|i| self.mdt.pools().low_water(*i)) {
             self.refill.notify_one();
         }

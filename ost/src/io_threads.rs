@@ -32,6 +32,11 @@ impl IoThreads {
         self.numa_node
     }
 
+    /// Jobs waiting for a disk thread, per CPT of the pool.
+    pub fn queue_depth(&self) -> Vec<(usize, usize)> {
+        (0..self.pool.len()).map(|cpt| (cpt, self.pool.queued(cpt))).collect()
+    }
+
     /// Runs `f` on a disk thread and waits for its result. A full queue is
     /// back-pressure: the caller waits for room rather than queueing more.
     pub async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Errno> {

@@ -5,8 +5,10 @@
 
 use crate::io_threads::IoThreads;
 use crate::{ObjTimes, ObjectStore, OstError};
+use fabric::metrics::OpHistograms;
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
 use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
+use prometheus::HistogramVec;
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
     MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode,
@@ -18,6 +20,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// One target an OSS serves.
 #[derive(Clone, Debug)]
@@ -71,6 +74,8 @@ pub struct TargetStats {
 pub struct Target {
     pub store: Arc<ObjectStore>,
     pub stats: TargetStats,
+    /// Time to serve each operation on this target.
+    pub latency: OpHistograms,
 }
 
 pub struct Oss {
@@ -79,6 +84,7 @@ pub struct Oss {
     io: IoThreads,
     bufs: Arc<BufferPool>,
     max_rpc: usize,
+    latency: HistogramVec,
 }
 
 /// A running OSS; dropping it does not stop it, `shutdown` does.
@@ -98,14 +104,21 @@ impl Oss {
         let io = IoThreads::start("ost_io", cfg.io_threads, cfg.nid.addr).map_err(OssError::Threads)?;
         let bufs = BufferPool::new(cfg.max_rpc_bytes, cfg.buffers, Some(io.numa_node()))
             .map_err(|e| OssError::Memory(e.to_string()))?;
+        let latency = fabric::metrics::latency_histogram(
+            "glint_ost_op_duration_seconds",
+            "Time an OST takes to serve an operation, bulk transfer included, per target and operation.",
+            &["target", "op"],
+        );
         let mut targets = HashMap::new();
         for t in &cfg.targets {
             let store = ObjectStore::open(&t.dir, &cfg.fsname, t.index)
                 .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
-            targets
-                .insert(t.index, Arc::new(Target { store: Arc::new(store), stats: TargetStats::default() }));
+            let ops = OpHistograms::new(latency.clone(), &[&store.label().target_name()]);
+            let target = Target { store: Arc::new(store), stats: TargetStats::default(), latency: ops };
+            targets.insert(t.index, Arc::new(target));
         }
-        let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc: cfg.max_rpc_bytes });
+        let max_rpc = cfg.max_rpc_bytes;
+        let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc, latency });
         let mut ecfg = EndpointConfig::server(cfg.nid);
         ecfg.tcp.port = cfg.port;
         let endpoint = Endpoint::start(ecfg).await.map_err(|e| OssError::Listen(e.to_string()))?;
@@ -140,6 +153,16 @@ impl Oss {
         self.targets.iter()
     }
 
+    /// Operation latencies of every target, labelled `target` and `op`.
+    pub fn latency(&self) -> &HistogramVec {
+        &self.latency
+    }
+
+    /// Disk jobs waiting for a thread, per CPT of the disk thread pool.
+    pub fn queue_depth(&self) -> Vec<(usize, usize)> {
+        self.io.queue_depth()
+    }
+
     async fn disk<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<R, OstError> + Send + 'static,
@@ -155,63 +178,69 @@ impl Oss {
         let target = self.targets.get(&call.target).cloned().ok_or(Errno::ENODEV)?;
         target.stats.ops[(call.op.opcode() as usize).min(21)].fetch_add(1, Ordering::Relaxed);
         let store = target.store.clone();
-        let reply = match call.op {
-            OstRequest::Connect { fsname, index } => {
-                if fsname != self.fsname || index != call.target {
-                    return Err(Errno::ENODEV);
+        let (opcode, name, started) = (call.op.opcode(), call.op.name(), Instant::now());
+        let timed = target.clone();
+        let reply: Result<OstReply, Errno> = async move {
+            Ok(match call.op {
+                OstRequest::Connect { fsname, index } => {
+                    if fsname != self.fsname || index != call.target {
+                        return Err(Errno::ENODEV);
+                    }
+                    OstReply::Connected { uuid: store.label().uuid.clone() }
                 }
-                OstReply::Connected { uuid: store.label().uuid.clone() }
-            }
-            OstRequest::Precreate { seq, first_oid, count } => {
-                self.disk(move || store.precreate(seq, first_oid, count)).await?;
-                OstReply::Precreated { seq, first_oid, count }
-            }
-            OstRequest::LastId { seq } => {
-                OstReply::LastId { seq, oid: self.disk(move || store.last_id(seq)).await? }
-            }
-            OstRequest::Destroy { fid } => {
-                self.disk(move || store.destroy(fid)).await?;
-                OstReply::Done
-            }
-            OstRequest::Write { fid, offset, len, segs, crc, sync } => {
-                self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
-            }
-            OstRequest::Read { fid, offset, len, segs } => {
-                self.read(&req, &target, fid, offset, len, segs).await?
-            }
-            OstRequest::Punch { fid, offset, len } => {
-                self.disk(move || store.punch(fid, offset, len)).await?;
-                OstReply::Done
-            }
-            OstRequest::Truncate { fid, size } => {
-                self.disk(move || store.truncate(fid, size)).await?;
-                OstReply::Done
-            }
-            OstRequest::Getattr { fid } => {
-                let a = self.disk(move || store.getattr(fid)).await?;
-                OstReply::Attr(ObjAttr {
-                    size: a.size,
-                    blocks: a.blocks,
-                    atime: a.atime,
-                    mtime: a.mtime,
-                    ctime: a.ctime,
-                })
-            }
-            OstRequest::Setattr { fid, atime, mtime } => {
-                self.disk(move || store.setattr(fid, ObjTimes { atime, mtime })).await?;
-                OstReply::Done
-            }
-            OstRequest::Sync { fid } => {
-                self.disk(move || match fid {
-                    Some(f) => store.sync(f),
-                    None => store.sync_all(),
-                })
-                .await?;
-                OstReply::Done
-            }
-            OstRequest::Statfs => OstReply::Statfs(self.disk(move || store.statfs()).await?),
-        };
-        Ok(encode(&reply))
+                OstRequest::Precreate { seq, first_oid, count } => {
+                    self.disk(move || store.precreate(seq, first_oid, count)).await?;
+                    OstReply::Precreated { seq, first_oid, count }
+                }
+                OstRequest::LastId { seq } => {
+                    OstReply::LastId { seq, oid: self.disk(move || store.last_id(seq)).await? }
+                }
+                OstRequest::Destroy { fid } => {
+                    self.disk(move || store.destroy(fid)).await?;
+                    OstReply::Done
+                }
+                OstRequest::Write { fid, offset, len, segs, crc, sync } => {
+                    self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
+                }
+                OstRequest::Read { fid, offset, len, segs } => {
+                    self.read(&req, &target, fid, offset, len, segs).await?
+                }
+                OstRequest::Punch { fid, offset, len } => {
+                    self.disk(move || store.punch(fid, offset, len)).await?;
+                    OstReply::Done
+                }
+                OstRequest::Truncate { fid, size } => {
+                    self.disk(move || store.truncate(fid, size)).await?;
+                    OstReply::Done
+                }
+                OstRequest::Getattr { fid } => {
+                    let a = self.disk(move || store.getattr(fid)).await?;
+                    OstReply::Attr(ObjAttr {
+                        size: a.size,
+                        blocks: a.blocks,
+                        atime: a.atime,
+                        mtime: a.mtime,
+                        ctime: a.ctime,
+                    })
+                }
+                OstRequest::Setattr { fid, atime, mtime } => {
+                    self.disk(move || store.setattr(fid, ObjTimes { atime, mtime })).await?;
+                    OstReply::Done
+                }
+                OstRequest::Sync { fid } => {
+                    self.disk(move || match fid {
+                        Some(f) => store.sync(f),
+                        None => store.sync_all(),
+                    })
+                    .await?;
+                    OstReply::Done
+                }
+                OstRequest::Statfs => OstReply::Statfs(self.disk(move || store.statfs()).await?),
+            })
+        }
+        .await;
+        timed.latency.observe(opcode, || name, started.elapsed().as_secs_f64());
+        Ok(encode(&reply?))
     }
 
     fn check_bulk(&self, len: u64, segs: &[fabric::BulkHandle]) -> Result<(), Errno> {

@@ -4,8 +4,10 @@
 mod bench;
 mod lfs;
 mod lnetctl;
+mod metrics;
 mod mount;
 mod servers;
+mod spec;
 mod up;
 
 use anyhow::Result;
@@ -22,6 +24,8 @@ struct Cli {
 enum Cmd {
     /// Format, start and mount a whole file system on this machine.
     Up(up::UpArgs),
+    /// Print (or write) systemd units for one host of a cluster spec.
+    Systemd(up::SystemdArgs),
     /// Unmount and stop what `glint up` started (the data stays).
     Down(up::StateArgs),
     /// Every server of the file system with its health, NIDs and space.
@@ -51,6 +55,12 @@ enum Cmd {
 enum BenchCmd {
     /// Small-RPC latency and bulk bandwidth over the tcp LND (like lnet_selftest).
     Fabric(bench::fabric::FabricBench),
+    /// An OST over the fabric with raw OST RPCs, beside fio on the same directory (like obdfilter-survey).
+    Ost(bench::ost::OstBench),
+    /// Create, stat and unlink of many files, beside the local file system (like mdtest).
+    Md(bench::md::MdBench),
+    /// A striped file through the library and the mount, beside tcp and the local disk.
+    Io(bench::io::IoBench),
 }
 
 fn main() {
@@ -97,6 +107,7 @@ fn run() -> Result<i32> {
     match cli.cmd {
         Cmd::Up(a) => runtime()?.block_on(up::up(a)).map(|_| 0),
         Cmd::Down(a) => up::down(a).map(|_| 0),
+        Cmd::Systemd(a) => up::systemd(a).map(|_| 0),
         Cmd::Status(a) => runtime()?.block_on(up::status(a)),
         Cmd::Mkfs(a) => servers::mkfs(a).map(|_| 0),
         Cmd::Mds(a) => runtime()?.block_on(servers::mds(a)).map(|_| 0),
@@ -106,5 +117,8 @@ fn run() -> Result<i32> {
         Cmd::Lfs(c) => runtime()?.block_on(lfs::run(c)),
         Cmd::Lnetctl(c) => runtime()?.block_on(lnetctl::run(c)),
         Cmd::Bench(BenchCmd::Fabric(a)) => runtime()?.block_on(bench::fabric::run(a)).map(|_| 0),
+        Cmd::Bench(BenchCmd::Ost(a)) => runtime()?.block_on(bench::ost::run(a)).map(|_| 0),
+        Cmd::Bench(BenchCmd::Md(a)) => runtime()?.block_on(bench::md::run(a)).map(|_| 0),
+        Cmd::Bench(BenchCmd::Io(a)) => runtime()?.block_on(bench::io::run(a)).map(|_| 0),
     }
 }

@@ -18,6 +18,12 @@ pub struct MountArgs {
     /// Go to the background once mounted (default: serve in the foreground).
     #[arg(short = 'd', long)]
     pub daemon: bool,
+    /// The port the servers listen on.
+    #[arg(long, default_value_t = fabric::tcp::DEFAULT_PORT)]
+    pub port: u16,
+    /// Serve Prometheus metrics of this mount on this address, e.g. 127.0.0.1:9705.
+    #[arg(long)]
+    pub metrics: Option<String>,
 }
 
 pub fn mount(a: MountArgs) -> Result<()> {
@@ -42,6 +48,12 @@ pub fn mount(a: MountArgs) -> Result<()> {
             args.push("-o".into());
             args.push(o.clone());
         }
+        args.push("--port".into());
+        args.push(a.port.to_string());
+        if let Some(m) = &a.metrics {
+            args.push("--metrics".into());
+            args.push(m.clone());
+        }
         use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/glint-mount.log")?;
         Command::new(exe)
@@ -61,8 +73,21 @@ pub fn mount(a: MountArgs) -> Result<()> {
         }
         bail!("{} did not appear in /proc/mounts; see /tmp/glint-mount.log", a.dir.display());
     }
-    client::fuse::mount(&a.spec, &a.dir, opts)
-        .with_context(|| format!("mounting {} on {}", a.spec, a.dir.display()))
+    opts.tunables.port = a.port;
+    let metrics = a.metrics.clone();
+    client::fuse::mount_then(&a.spec, &a.dir, opts, |client, rt| {
+        let Some(addr) = metrics else { return Ok(()) };
+        // Bound here, before serving, so a taken address fails the mount.
+        let listener = std::net::TcpListener::bind(&addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))?;
+        listener.set_nonblocking(true)?;
+        let registry = crate::metrics::client_registry(client).map_err(std::io::Error::other)?;
+        let _in = rt.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        rt.spawn(crate::metrics::http::serve(listener, registry));
+        Ok(())
+    })
+    .with_context(|| format!("mounting {} on {}", a.spec, a.dir.display()))
 }
 
 #[derive(clap::Args, Debug)]

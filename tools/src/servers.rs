@@ -66,10 +66,13 @@ pub async fn mds(a: MdsArgs) -> Result<()> {
         dir: a.dir.clone(),
         nid: a.nid,
         port: a.port,
-        metrics: a.metrics,
+        metrics: a.metrics.clone(),
         root_squash: a.root_squash,
     };
     let h = mds::Mds::start(cfg).await.with_context(|| format!("starting the MDS on {}", a.dir.display()))?;
+    if let Some(addr) = &a.metrics {
+        crate::metrics::serve(addr, crate::metrics::mds_registry(&h)?).await?;
+    }
     eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
@@ -91,6 +94,7 @@ pub struct OssArgs {
     /// A target to serve, as INDEX:DIR; repeat for several.
     #[arg(long = "ost", required = true, value_parser = parse_target)]
     pub osts: Vec<ost::TargetConfig>,
+    /// Address for Prometheus metrics, e.g. 127.0.0.1:9701.
     #[arg(long)]
     pub metrics: Option<String>,
 }
@@ -103,8 +107,11 @@ fn parse_target(s: &str) -> std::result::Result<ost::TargetConfig, String> {
 pub async fn oss(a: OssArgs) -> Result<()> {
     let mut cfg = ost::OssConfig::new(&a.fsname, a.nid, a.mgs, a.osts.clone());
     cfg.port = a.port;
-    cfg.metrics = a.metrics;
+    cfg.metrics = a.metrics.clone();
     let h = ost::Oss::start(cfg).await.context("starting the OSS")?;
+    if let Some(addr) = &a.metrics {
+        crate::metrics::serve(addr, crate::metrics::oss_registry(&h)?).await?;
+    }
     eprintln!("glint oss: serving {} target(s) on {} port {}", a.osts.len(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();

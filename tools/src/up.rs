@@ -50,6 +50,15 @@ pub struct UpArgs {
     /// Start the servers but do not mount.
     #[arg(long)]
     pub no_mount: bool,
+    /// A cluster spec (TOML): start the part of that file system this host runs.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// This host's name in the spec [default: the system's host name].
+    #[arg(long, requires = "spec")]
+    pub host: Option<String>,
+    /// Prometheus metrics on 127.0.0.1 from this port on: the MDS, each OSS, then the mount.
+    #[arg(long, default_value_t = 9700)]
+    pub metrics_port: u16,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +82,13 @@ struct State {
     mgs: String,
     mount: Option<PathBuf>,
     servers: Vec<ServerState>,
+    /// The OSTs this host serves: `up` waits until each has registered.
+    #[serde(default)]
+    local_osts: Vec<u32>,
+    /// The file system's default striping from a cluster spec, set on the
+    /// root directory once the MDS runs here.
+    #[serde(default)]
+    default_stripe: Option<proto::StripeSpec>,
 }
 
 impl State {
@@ -109,7 +125,7 @@ fn running(dir: &Path, name: &str) -> Option<i32> {
     alive.then_some(pid)
 }
 
-fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Result<std::process::Child> {
+fn spawn_daemon(dir: &Path, name: &str, args: &[String], port: u16) -> Result<std::process::Child> {
     let log = fs::OpenOptions::new().create(true).append(true).open(log_file(dir, name))?;
     let exe = std::env::current_exe().context("finding the glint binary")?;
     let child = Command::new(exe)
@@ -118,6 +134,7 @@ fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Result<std::process:
         .stdout(log.try_clone()?)
         .stderr(log)
         .env("GLINT_LOG", std::env::var("GLINT_LOG").unwrap_or_else(|_| "info".into()))
+        .env("GLINT_PORT", port.to_string())
         // Its own process group: a ^C in the terminal that ran `up` must
         // not stop the file system.
         .process_group(0)
@@ -179,14 +196,18 @@ pub async fn up(a: UpArgs) -> Result<()> {
     for sub in ["run", "log"] {
         fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let state = match State::load(&dir) {
-        Ok(s) => {
-            if s.fsname != a.fsname {
-                bail!("{} holds file system `{}`, not `{}`", dir.display(), s.fsname, a.fsname);
+    let state = if let Some(spec) = &a.spec {
+        state_from_spec(spec, a.host.clone(), mount.clone(), a.no_mount)?
+    } else {
+        match State::load(&dir) {
+            Ok(s) => {
+                if s.fsname != a.fsname {
+                    bail!("{} holds file system `{}`, not `{}`", dir.display(), s.fsname, a.fsname);
+                }
+                State { mount: mount.clone().or(s.mount.clone()), ..s }
             }
-            State { mount: mount.clone().or(s.mount.clone()), ..s }
+            Err(_) => format_new(&dir, &a, mount.clone())?,
         }
-        Err(_) => format_new(&dir, &a, mount.clone())?,
     };
     state.save(&dir)?;
 
@@ -195,7 +216,7 @@ pub async fn up(a: UpArgs) -> Result<()> {
         match running(&dir, &s.name) {
             Some(pid) => println!("{:<6} already running (pid {pid})", s.name),
             None => {
-                let mut child = spawn_daemon(&dir, &s.name, &s.args)?;
+                let mut child = spawn_daemon(&dir, &s.name, &s.args, state.port)?;
                 println!("{:<6} started (pid {})", s.name, child.id());
                 if s.name == "mds" {
                     // OSSs register with the MGS as they start: it must be listening.
@@ -207,7 +228,6 @@ pub async fn up(a: UpArgs) -> Result<()> {
     }
     let ep = probe_endpoint(state.port).await?;
     let mgs: Nid = state.mgs.parse()?;
-    let wanted = state.servers.len() - 1;
     let deadline = Instant::now() + Duration::from_secs(30);
     let config = loop {
         for (name, child) in started.iter_mut() {
@@ -217,7 +237,7 @@ pub async fn up(a: UpArgs) -> Result<()> {
             }
         }
         if let Ok(c) = fetch_config(&ep, mgs, &state.fsname).await
-            && c.osts.len() >= wanted
+            && state.local_osts.iter().all(|i| c.osts.iter().any(|t| t.index == *i))
         {
             break c;
         }
@@ -227,10 +247,19 @@ pub async fn up(a: UpArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    if let Some(m) = &state.mount {
-        mount_daemon(&dir, &state, m).await?;
+    if let Some(stripe) = state.default_stripe {
+        stripe.validate().map_err(|e| anyhow::anyhow!("default_stripe: {e}"))?;
+        let tunables = client::ClientTunables { port: state.port, ..Default::default() };
+        let c = client::Client::mount_with(&state.spec(), tunables)
+            .await
+            .context("connecting to set the default striping")?;
+        let op = proto::MdsRequest::SetDirStripe { fid: c.root(), stripe };
+        c.md_as(proto::Cred::root(), op).await.context("setting the default striping")?;
     }
-    print_summary(&dir, &state, &config);
+    if let Some(m) = &state.mount {
+        mount_daemon(&dir, &state, m, &mount_metrics(&a, &state)).await?;
+    }
+    print_summary(&dir, &state, &config, &mount_metrics(&a, &state));
     Ok(())
 }
 
@@ -271,6 +300,8 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
             mgs.clone(),
             "--port".into(),
             port.clone(),
+            "--metrics".into(),
+            format!("127.0.0.1:{}", a.metrics_port),
         ],
     }];
     for i in 0..a.osts {
@@ -295,14 +326,127 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
                 port.clone(),
                 "--ost".into(),
                 format!("{i}:{}", odir.display()),
+                "--metrics".into(),
+                format!("127.0.0.1:{}", a.metrics_port as u32 + 1 + i),
             ],
         });
     }
     println!("formatted {} with 1 MDT and {} OSTs under {}", a.fsname, a.osts, dir.display());
-    Ok(State { fsname: a.fsname.clone(), port: a.port, mgs, mount, servers })
+    Ok(State {
+        fsname: a.fsname.clone(),
+        port: a.port,
+        mgs,
+        mount,
+        servers,
+        local_osts: (0..a.osts).collect(),
+        default_stripe: None,
+    })
 }
 
-async fn mount_daemon(dir: &Path, state: &State, m: &Path) -> Result<()> {
+/// The part of a cluster spec this host runs; its targets are formatted
+/// the first time.
+fn state_from_spec(
+    path: &Path,
+    host: Option<String>,
+    mount: Option<PathBuf>,
+    no_mount: bool,
+) -> Result<State> {
+    let spec = crate::spec::ClusterSpec::load(path)?;
+    let host = host.unwrap_or_else(crate::spec::hostname);
+    let servers = spec.local_servers(&host);
+    let mount = if no_mount { None } else { mount.filter(|_| false).or_else(|| spec.local_mount(&host)) };
+    if servers.is_empty() && mount.is_none() {
+        bail!(
+            "host `{host}` has no role in {} (use --host to name this host as the spec does)",
+            path.display()
+        );
+    }
+    let mut local_osts = Vec::new();
+    for s in &servers {
+        for (is_mdt, index, dir) in &s.targets {
+            if *is_mdt {
+                if !dir.join(mds::MDT_DB).exists() {
+                    mds::format(dir, &spec.fsname)
+                        .with_context(|| format!("formatting the MDT in {}", dir.display()))?;
+                    println!("formatted {}-MDT0000 in {}", spec.fsname, dir.display());
+                }
+            } else {
+                local_osts.push(*index);
+                if ost::ObjectStore::open(dir, &spec.fsname, *index).is_err() {
+                    ost::ObjectStore::format(dir, &spec.fsname, *index)
+                        .with_context(|| format!("formatting OST {index} in {}", dir.display()))?;
+                    println!("formatted {}-OST{index:04x} in {}", spec.fsname, dir.display());
+                }
+            }
+        }
+    }
+    Ok(State {
+        fsname: spec.fsname.clone(),
+        port: spec.port,
+        mgs: spec.mds.nid.clone(),
+        mount,
+        default_stripe: match (&spec.default_stripe, servers.iter().any(|s| s.name == "mds")) {
+            (Some(d), true) => Some(proto::StripeSpec {
+                stripe_count: d.count,
+                stripe_size: d.size.as_deref().map(crate::spec::parse_size).transpose()?,
+                stripe_offset: None,
+            }),
+            _ => None,
+        },
+        servers: servers
+            .into_iter()
+            .map(|s| ServerState { name: s.name, nid: s.nid, args: s.args })
+            .collect(),
+        local_osts,
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SystemdArgs {
+    /// The cluster spec (TOML).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// The host to print units for [default: this host].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Write the units into this directory instead of printing them.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `glint systemd`: the unit files of one host of a cluster spec.
+pub fn systemd(a: SystemdArgs) -> Result<()> {
+    let spec = crate::spec::ClusterSpec::load(&a.spec)?;
+    let host = a.host.unwrap_or_else(crate::spec::hostname);
+    let exe = std::env::current_exe()?.display().to_string();
+    let units = spec.systemd_units(&host, &exe);
+    if units.is_empty() {
+        bail!("host `{host}` has no role in {}", a.spec.display());
+    }
+    for (name, body) in units {
+        match &a.out {
+            Some(dir) => {
+                fs::create_dir_all(dir)?;
+                fs::write(dir.join(&name), body)?;
+                println!("wrote {}", dir.join(&name).display());
+            }
+            None => println!("# {name}\n{body}"),
+        }
+    }
+    Ok(())
+}
+
+/// The mount's metrics address: the port after the servers'.
+fn mount_metrics(a: &UpArgs, state: &State) -> String {
+    format!("127.0.0.1:{}", a.metrics_port as usize + state.servers.len())
+}
+
+/// Where a server serves its metrics, from its command line.
+fn metrics_of(s: &ServerState) -> Option<&str> {
+    s.args.iter().position(|x| x == "--metrics").and_then(|i| s.args.get(i + 1)).map(|x| x.as_str())
+}
+
+async fn mount_daemon(dir: &Path, state: &State, m: &Path, metrics: &str) -> Result<()> {
     if is_mounted(m) {
         if running(dir, "mount").is_some() {
             println!("mount  already mounted on {}", m.display());
@@ -313,8 +457,16 @@ async fn mount_daemon(dir: &Path, state: &State, m: &Path) -> Result<()> {
         let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(m).status();
     }
     fs::create_dir_all(m).with_context(|| format!("creating mount point {}", m.display()))?;
-    let args = vec!["mount".to_string(), state.spec(), m.display().to_string()];
-    let mut child = spawn_daemon(dir, "mount", &args)?;
+    let args = vec![
+        "mount".to_string(),
+        state.spec(),
+        m.display().to_string(),
+        "--port".into(),
+        state.port.to_string(),
+        "--metrics".into(),
+        metrics.to_string(),
+    ];
+    let mut child = spawn_daemon(dir, "mount", &args, state.port)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !is_mounted(m) {
         if let Some(how) = exited(&mut child) {
@@ -332,7 +484,7 @@ async fn mount_daemon(dir: &Path, state: &State, m: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(dir: &Path, state: &State, config: &FsConfig) {
+fn print_summary(dir: &Path, state: &State, config: &FsConfig, mount_metrics: &str) {
     println!();
     println!("glint file system `{}` is up", state.fsname);
     for s in &state.servers {
@@ -344,6 +496,16 @@ fn print_summary(dir: &Path, state: &State, config: &FsConfig) {
             format!("{}-OST{idx:04x}", state.fsname)
         };
         println!("  {:<6} {:<22} {:<16} pid {pid}", s.name, targets, s.nid);
+    }
+    let mut metrics: Vec<String> = state.servers.iter().filter_map(metrics_of).map(String::from).collect();
+    if state.mount.is_some() {
+        metrics.push(mount_metrics.to_string());
+    }
+    if !metrics.is_empty() {
+        println!(
+            "  metrics: {}",
+            metrics.iter().map(|m| format!("http://{m}/metrics")).collect::<Vec<_>>().join(" ")
+        );
     }
     println!("  {} OSTs registered with the MGS at {} (port {})", config.osts.len(), state.mgs, state.port);
     match &state.mount {
@@ -359,6 +521,12 @@ fn print_summary(dir: &Path, state: &State, config: &FsConfig) {
             println!("          glint lfs df -h {}", m.display());
         }
         None => println!("  not mounted: glint mount {} DIR", state.spec()),
+    }
+    if state.port != fabric::tcp::DEFAULT_PORT {
+        println!(
+            "Port:     {} (not 988): export GLINT_PORT={} for glint lfs and other clients",
+            state.port, state.port
+        );
     }
     println!("Status:   glint status --state {}", dir.display());
     println!("Stop:     glint down --state {}", dir.display());
@@ -430,7 +598,11 @@ pub async fn status(a: StateArgs) -> Result<i32> {
     let config = fetch_config(&ep, state.mgs.parse()?, &state.fsname).await.ok();
     // Each target is asked on its own, briefly, so one dead server shows
     // as DOWN without hiding the others.
-    let tunables = client::ClientTunables { retry_limit: Duration::from_secs(2), ..Default::default() };
+    let tunables = client::ClientTunables {
+        retry_limit: Duration::from_secs(2),
+        port: state.port,
+        ..Default::default()
+    };
     let client = client::Client::mount_with(&state.spec(), tunables).await.ok();
     let mut space: Option<(proto::StatFs, Vec<(u32, proto::StatFs)>)> = None;
     if let Some(c) = &client

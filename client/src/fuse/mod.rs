@@ -18,7 +18,7 @@ mod mount;
 mod mounted;
 mod namespace;
 
-pub use mount::{MountError, MountGuard, mount, spawn_mount, spawn_mount_async};
+pub use mount::{MountError, MountGuard, mount, mount_then, spawn_mount, spawn_mount_async};
 
 use crate::ClientTunables;
 use proto::StripeSpec;

@@ -95,9 +95,25 @@ fn session(
 /// Mounts `spec` (`MGSNID:/FSNAME`) on `dir` and serves it until it is
 /// unmounted (`umount DIR`, or SIGINT/SIGTERM to this process).
 pub fn mount(spec: &str, dir: &Path, opts: MountOptions) -> Result<(), MountError> {
+    mount_then(spec, dir, opts, |_, _| Ok(()))
+}
+
+/// [`mount`], calling `connected` with the client and the mount's runtime
+/// once connected and before serving, to start what serves beside the
+/// mount (its metrics).
+pub fn mount_then(
+    spec: &str,
+    dir: &Path,
+    opts: MountOptions,
+    connected: impl FnOnce(&Arc<Client>, &tokio::runtime::Handle) -> std::io::Result<()>,
+) -> Result<(), MountError> {
     let parsed: MountSpec = spec.parse()?;
     let rt = runtime(&opts)?;
     let client = connect(&rt, spec, &opts)?;
+    if let Err(e) = connected(&client, rt.handle()) {
+        rt.shutdown_background();
+        return Err(io("starting what serves beside the mount")(e));
+    }
     let mut session = session(client, &rt, &parsed, dir, opts)?;
     let mut unmounter = session.unmount_callable();
     let target = dir.to_path_buf();

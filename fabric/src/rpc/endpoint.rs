@@ -3,8 +3,10 @@ use super::reply_cache::{Begin, ReplyCache};
 use super::timeout::{AdaptiveTimeouts, TimeoutBounds};
 use crate::lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
 use crate::memory::{BulkHandle, MemoryRegistry};
+use crate::metrics::OpHistograms;
 use crate::tcp::{TcpConfig, TcpLnd};
 use crate::{Errno, NetType, Nid, ProcessId};
+use prometheus::HistogramVec;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -141,7 +143,15 @@ pub struct RpcStats {
     pub requests_handled: AtomicU64,
     pub replays: AtomicU64,
     pub bad_messages: AtomicU64,
+    /// Requests being served now.
+    pub serving: AtomicU64,
+    /// Calls to a peer on an RDMA network that went over tcp instead. The
+    /// endpoint routes only tcp today, so this stays 0 until o2ib is wired in.
+    pub tcp_fallbacks: AtomicU64,
 }
+
+/// A portal's service, and how long its requests take to serve.
+type Portal = (Arc<dyn Service>, Arc<OpHistograms>);
 
 struct Inner {
     me: ProcessId,
@@ -150,7 +160,9 @@ struct Inner {
     registry: Arc<MemoryRegistry>,
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
-    services: RwLock<HashMap<u16, Arc<dyn Service>>>,
+    services: RwLock<HashMap<u16, Portal>>,
+    /// Time to serve a request, per portal and opcode.
+    latency: HistogramVec,
     replies: ReplyCache,
     timeouts: AdaptiveTimeouts,
     next_xid: AtomicU64,
@@ -242,6 +254,11 @@ impl Endpoint {
             replies: ReplyCache::default(),
             next_xid: AtomicU64::new(first_xid),
             stats: RpcStats::default(),
+            latency: crate::metrics::latency_histogram(
+                "glint_fabric_rpc_service_seconds",
+                "Time from a request's arrival to its reply being ready, per portal and opcode.",
+                &["portal", "opcode"],
+            ),
         });
         let inbox: Arc<dyn Deliver> = Arc::new(Inbox(Arc::downgrade(&inner)));
         let tcp = TcpLnd::start(cfg.tcp, registry, inbox).await?;
@@ -265,8 +282,19 @@ impl Endpoint {
         &self.inner.stats
     }
 
+    /// Requests sent and still waiting for their replies.
+    pub fn in_flight(&self) -> usize {
+        self.inner.pending.lock().expect("pending lock").len()
+    }
+
+    /// How long requests took to serve, labelled `portal` and `opcode`.
+    pub fn service_latency(&self) -> &HistogramVec {
+        &self.inner.latency
+    }
+
     pub fn register(&self, portal: u16, service: Arc<dyn Service>) {
-        self.inner.services.write().expect("services lock").insert(portal, service);
+        let hist = Arc::new(OpHistograms::new(self.inner.latency.clone(), &[&portal.to_string()]));
+        self.inner.services.write().expect("services lock").insert(portal, (service, hist));
     }
 
     pub fn shutdown(&self) {
@@ -381,7 +409,7 @@ impl Endpoint {
             return;
         }
         let service = inner.services.read().expect("services lock").get(&header.portal).cloned();
-        let Some(service) = service else {
+        let Some((service, latency)) = service else {
             tracing::warn!(peer = %from, portal = header.portal, "request for a portal with no service");
             self.spawn_reply(from, &header, Err(Errno::EOPNOTSUPP), Duration::ZERO, false);
             return;
@@ -405,6 +433,7 @@ impl Endpoint {
                     msg,
                 };
                 let ep = self.clone();
+                inner.stats.serving.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let started = Instant::now();
                     // A handler that panics answers EIO instead of leaving
@@ -413,8 +442,11 @@ impl Endpoint {
                         tracing::error!(peer = %from, xid = header.xid, opcode = header.opcode, "request handler panicked");
                         Err(Errno::EIO)
                     });
+                    let took = started.elapsed();
+                    latency.observe(header.opcode, || header.opcode.to_string(), took.as_secs_f64());
                     ep.inner.stats.requests_handled.fetch_add(1, Ordering::Relaxed);
-                    ep.send_reply(from, &header, response, started.elapsed(), true).await;
+                    ep.inner.stats.serving.fetch_sub(1, Ordering::Relaxed);
+                    ep.send_reply(from, &header, response, took, true).await;
                 });
             }
         }

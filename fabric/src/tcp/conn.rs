@@ -2,8 +2,8 @@
 //! messages and bulk connections for data, as socklnd types them, with the
 //! credits and outstanding bulk operations that live and die with it.
 
-use super::Inner;
 use super::frame::{FrameError, FrameType, HEADER_LEN, Header};
+use super::{Inner, PeerStats};
 use crate::lnd::{BulkBuf, LndError, MAX_IMMEDIATE, RecvBuf};
 use crate::memory::Access;
 use crate::{Errno, ProcessId};
@@ -100,6 +100,8 @@ pub(super) struct ConnSet {
     credit_notify: Notify,
     pub pending: Mutex<HashMap<u64, Pending>>,
     dead: AtomicBool,
+    /// The peer's counters, shared by all its connection sets.
+    pub stats: Arc<PeerStats>,
 }
 
 /// Kills the connection set if a write is abandoned half-way, because a
@@ -139,6 +141,7 @@ impl ConnSet {
         control: Arc<Conn>,
         bulk: Vec<Arc<Conn>>,
         peer_credits: u16,
+        stats: Arc<PeerStats>,
     ) -> Arc<ConnSet> {
         Arc::new(ConnSet {
             peer,
@@ -151,6 +154,7 @@ impl ConnSet {
             credit_notify: Notify::new(),
             pending: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
+            stats,
         })
     }
 
@@ -365,6 +369,9 @@ pub(super) async fn reader(lnd: Arc<Inner>, set: Arc<ConnSet>, rd: OwnedReadHalf
             }
             _ => {
                 lnd.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                if matches!(err, ReadError::Frame(FrameError::Checksum { .. })) {
+                    lnd.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(peer = %set.peer, error = %err, "dropping connection after a bad frame")
             }
         }
@@ -394,6 +401,8 @@ async fn read_one<R: AsyncRead + Unpin>(
             h.verify(&raw, &buf[..len])?;
             lnd.stats.rx_msgs.fetch_add(1, Ordering::Relaxed);
             lnd.stats.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            set.stats.rx_msgs.fetch_add(1, Ordering::Relaxed);
+            set.stats.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
             let msg = TcpMsg { buf, len, set: set.clone(), lnd: lnd.clone() };
             lnd.deliver.deliver(set.peer, Box::new(msg));
         }
@@ -414,6 +423,7 @@ async fn read_one<R: AsyncRead + Unpin>(
                     }
                     rd.read_exact(target).await?;
                     lnd.stats.bulk_rx_bytes.fetch_add(h.len as u64, Ordering::Relaxed);
+                    set.stats.bulk_rx_bytes.fetch_add(h.len as u64, Ordering::Relaxed);
                     sink.complete(Ok(()));
                 }
                 Some(Pending::Put(tx)) => {
@@ -432,6 +442,7 @@ async fn read_one<R: AsyncRead + Unpin>(
                     // who leaves it alone until the RPC completes.
                     rd.read_exact(unsafe { dest.as_mut_slice() }).await?;
                     lnd.stats.bulk_rx_bytes.fetch_add(h.len as u64, Ordering::Relaxed);
+                    set.stats.bulk_rx_bytes.fetch_add(h.len as u64, Ordering::Relaxed);
                     let set = set.clone();
                     tokio::spawn(async move { set.send_bulk_status(FrameType::PutDone, h.cookie, 0).await });
                 }
@@ -473,6 +484,7 @@ fn serve_get(lnd: &Arc<Inner>, set: &Arc<ConnSet>, h: Header) {
     match lnd.registry.resolve(h.key, h.addr, h.blen as u64, Access::Read) {
         Ok(src) => {
             lnd.stats.bulk_tx_bytes.fetch_add(h.blen as u64, Ordering::Relaxed);
+            set.stats.bulk_tx_bytes.fetch_add(h.blen as u64, Ordering::Relaxed);
             tokio::spawn(async move {
                 let mut reply = Header::new(FrameType::GetData);
                 reply.cookie = h.cookie;

@@ -2,9 +2,9 @@
 //! is, which set a connection belongs to, and the peer's incarnation.
 //! This is the one place a later authentication handshake sits.
 
-use super::Inner;
 use super::conn::{Conn, ConnSet, reader};
 use super::frame::{FrameType, HEADER_LEN, Header};
+use super::{Inner, PeerStats};
 use crate::lnd::LndError;
 use crate::{Nid, ProcessId};
 use serde::{Deserialize, Serialize};
@@ -115,7 +115,7 @@ pub(super) async fn connect(
         peer_credits = peer_credits.min(theirs.peer_credits);
         halves.push(stream.into_split());
     }
-    Ok(assemble(id, set_id, halves, peer_credits))
+    Ok(assemble(id, set_id, halves, peer_credits, lnd.peer(id).stats.clone()))
 }
 
 fn assemble(
@@ -123,6 +123,7 @@ fn assemble(
     set_id: u64,
     halves: Vec<(OwnedReadHalf, OwnedWriteHalf)>,
     peer_credits: u16,
+    stats: Arc<PeerStats>,
 ) -> (Arc<ConnSet>, Vec<OwnedReadHalf>) {
     let mut readers = Vec::with_capacity(halves.len());
     let mut conns = Vec::with_capacity(halves.len());
@@ -131,7 +132,7 @@ fn assemble(
         conns.push(Conn::new(wr));
     }
     let control = conns.remove(0);
-    (ConnSet::new(peer, set_id, control, conns, peer_credits), readers)
+    (ConnSet::new(peer, set_id, control, conns, peer_credits, stats), readers)
 }
 
 pub(super) fn start_readers(lnd: &Arc<Inner>, set: &Arc<ConnSet>, readers: Vec<OwnedReadHalf>) {
@@ -201,7 +202,8 @@ async fn accept_one(lnd: &Arc<Inner>, mut stream: TcpStream) -> std::io::Result<
     };
     if let Some(p) = ready {
         let halves = p.conns.into_iter().map(|c| c.expect("all present")).collect();
-        let (set, readers) = assemble(peer, theirs.set_id, halves, p.peer_credits);
+        let (set, readers) =
+            assemble(peer, theirs.set_id, halves, p.peer_credits, lnd.peer(peer).stats.clone());
         // Readers start only once the set is installed, so a reply to the
         // first request always finds it.
         lnd.install(set.clone());

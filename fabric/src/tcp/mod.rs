@@ -28,6 +28,12 @@ use tokio::sync::oneshot;
 /// socklnd's accept port.
 pub const DEFAULT_PORT: u16 = 988;
 
+/// The port every node of the file system uses: `GLINT_PORT` when set
+/// (a file system run on another port, e.g. beside a real Lustre), else 988.
+pub fn cluster_port() -> u16 {
+    std::env::var("GLINT_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT)
+}
+
 /// How a tcp NI is set up.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
@@ -48,7 +54,7 @@ impl TcpConfig {
         TcpConfig {
             nid,
             pid,
-            port: DEFAULT_PORT,
+            port: cluster_port(),
             listen,
             peer_credits: 8,
             bulk_conns: 2,
@@ -70,11 +76,28 @@ pub struct TcpStats {
     pub disconnects: AtomicU64,
     pub bulk_refused: AtomicU64,
     pub frames_refused: AtomicU64,
+    /// Connections set up to a peer that had been connected before.
+    pub reconnects: AtomicU64,
+    /// Frames whose crc32c did not match (counted in frames_refused too).
+    pub checksum_errors: AtomicU64,
+}
+
+/// Counters of the traffic with one peer, kept across its connections.
+#[derive(Default, Debug)]
+pub struct PeerStats {
+    pub tx_msgs: AtomicU64,
+    pub rx_msgs: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub bulk_tx_bytes: AtomicU64,
+    pub bulk_rx_bytes: AtomicU64,
+    pub connects: AtomicU64,
 }
 
 struct Peer {
     set: Mutex<Option<Arc<ConnSet>>>,
     connecting: tokio::sync::Mutex<()>,
+    stats: Arc<PeerStats>,
 }
 
 pub(crate) struct Inner {
@@ -105,7 +128,11 @@ impl Inner {
             .expect("peers lock")
             .entry(id)
             .or_insert_with(|| {
-                Arc::new(Peer { set: Mutex::new(None), connecting: tokio::sync::Mutex::new(()) })
+                Arc::new(Peer {
+                    set: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                    stats: Arc::default(),
+                })
             })
             .clone()
     }
@@ -126,6 +153,9 @@ impl Inner {
             self.connection_lost(&old);
         }
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        if peer.stats.connects.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(peer = %set.peer, set = set.set_id, "connection set up");
         tokio::spawn(set.clone().credit_returner());
     }
@@ -221,6 +251,14 @@ impl TcpLnd {
         v
     }
 
+    /// The traffic counters of every peer this NI has known.
+    pub fn peer_stats(&self) -> Vec<(ProcessId, Arc<PeerStats>)> {
+        let peers = self.inner.peers.lock().expect("peers lock");
+        let mut v: Vec<_> = peers.iter().map(|(id, p)| (*id, p.stats.clone())).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
     /// Credits available for sending to `peer` now (None when not connected).
     pub fn peer_credits(&self, peer: ProcessId) -> Option<usize> {
         self.inner.current(peer).map(|s| s.credits.available_permits())
@@ -254,6 +292,8 @@ impl Lnd for TcpLnd {
         set.send_msg(parts).await?;
         self.inner.stats.tx_msgs.fetch_add(1, Ordering::Relaxed);
         self.inner.stats.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        set.stats.tx_msgs.fetch_add(1, Ordering::Relaxed);
+        set.stats.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -312,6 +352,7 @@ impl Lnd for TcpLnd {
             return (buf, Err(e));
         }
         self.inner.stats.bulk_tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        set.stats.bulk_tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
         let r = rx.await.unwrap_or(Err(LndError::ConnectionLost { peer }));
         (buf, r)
     }

@@ -1,7 +1,14 @@
 //! Benchmarks: programs that print each figure beside the physical limit
 //! measured in the same run.
 
+pub mod cluster;
 pub mod fabric;
+pub mod fio;
+pub mod io;
+pub mod md;
+pub mod ost;
+pub mod report;
+pub mod tmpfs;
 
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};

@@ -1,0 +1,117 @@
+//! Prometheus export of a client: operations, bytes and latencies of its
+//! RPCs to the MDS and to each OST, and the RPCs in flight per OST. The
+//! counters are atomics beside each OST link; the collector reads them at
+//! scrape time.
+
+use crate::client::{Client, OstLink};
+use fabric::metrics::{Families, FamilySpec, OpHistograms, latency_histogram};
+use prometheus::HistogramVec;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use proto::OstReply;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The latency histograms of one mounted client.
+pub(crate) struct ClientMetrics {
+    latency: HistogramVec,
+    pub md: OpHistograms,
+}
+
+impl ClientMetrics {
+    pub fn new(fsname: &str) -> ClientMetrics {
+        let latency = latency_histogram(
+            "glint_client_op_duration_seconds",
+            "Time from sending an RPC to having its reply (resends included), per target and operation.",
+            &["target", "op"],
+        );
+        let md = OpHistograms::new(latency.clone(), &[&format!("{fsname}-MDT0000")]);
+        ClientMetrics { latency, md }
+    }
+
+    /// The counters of a new link to OST `index`.
+    pub fn ost_link(&self, fsname: &str, index: u32) -> OstLinkStats {
+        OstLinkStats {
+            latency: OpHistograms::new(self.latency.clone(), &[&format!("{fsname}-OST{index:04x}")]),
+            read_bytes: AtomicU64::new(0),
+            write_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What the client counts of its RPCs to one OST.
+pub(crate) struct OstLinkStats {
+    pub latency: OpHistograms,
+    pub read_bytes: AtomicU64,
+    pub write_bytes: AtomicU64,
+}
+
+impl OstLinkStats {
+    /// Counts the bytes a successful read or write moved.
+    pub fn count(&self, reply: &OstReply) {
+        match reply {
+            OstReply::Written { len } => {
+                self.write_bytes.fetch_add(*len, Ordering::Relaxed);
+            }
+            OstReply::ReadDone { len, .. } => {
+                self.read_bytes.fetch_add(*len, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+const CLIENT: &[FamilySpec] = &[
+    FamilySpec::counter("glint_client_read_bytes_total", "Bytes read from an OST.", &["target"]),
+    FamilySpec::counter("glint_client_write_bytes_total", "Bytes written to an OST.", &["target"]),
+    FamilySpec::gauge("glint_client_rpcs_in_flight", "RPCs to an OST in flight now.", &["target"]),
+    FamilySpec::gauge(
+        "glint_client_max_rpcs_in_flight",
+        "The limit of RPCs in flight per OST (max_rpcs_in_flight).",
+        &["target"],
+    ),
+];
+
+/// Exports one mounted client.
+pub struct ClientCollector {
+    client: Arc<Client>,
+    families: Families,
+}
+
+impl ClientCollector {
+    pub fn new(client: Arc<Client>) -> ClientCollector {
+        ClientCollector { client, families: Families::new(CLIENT) }
+    }
+}
+
+impl Collector for ClientCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.families.descs();
+        d.extend(self.client.metrics.latency.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut s = self.families.scrape();
+        let links: Vec<Arc<OstLink>> =
+            self.client.osts.read().expect("osts lock").values().cloned().collect();
+        let max = self.client.tunables.max_rpcs_in_flight;
+        let fsname = self.client.fsname();
+        for link in links {
+            let name = format!("{fsname}-OST{:04x}", link.index);
+            let l = [name.as_str()];
+            s.add("glint_client_read_bytes_total", &l, link.stats.read_bytes.load(Ordering::Relaxed) as f64);
+            s.add(
+                "glint_client_write_bytes_total",
+                &l,
+                link.stats.write_bytes.load(Ordering::Relaxed) as f64,
+            );
+            let busy = max.saturating_sub(link.in_flight.available_permits());
+            s.add("glint_client_rpcs_in_flight", &l, busy as f64);
+            s.add("glint_client_max_rpcs_in_flight", &l, max as f64);
+        }
+        let mut out = s.finish();
+        out.extend(self.client.metrics.latency.collect());
+        out
+    }
+}

@@ -1,0 +1,342 @@
+//! Prometheus export of the fabric's counters, and the small pieces every
+//! glint collector shares.
+//!
+//! The counters on the data path stay plain atomics; a [`Families`]
+//! collector reads them only when Prometheus scrapes, so exporting costs
+//! the data path nothing. Latencies are `prometheus::Histogram`s, whose
+//! observation is a few atomic adds.
+
+use crate::rpc::Endpoint;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Histogram, HistogramOpts, HistogramVec};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+/// One metric family a collector exports: its name, help, type and labels.
+#[derive(Clone, Copy, Debug)]
+pub struct FamilySpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricType,
+    pub labels: &'static [&'static str],
+}
+
+impl FamilySpec {
+    pub const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        FamilySpec { name, help, kind: MetricType::COUNTER, labels }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        FamilySpec { name, help, kind: MetricType::GAUGE, labels }
+    }
+}
+
+/// The descriptions of a custom collector's families, built once.
+pub struct Families {
+    specs: &'static [FamilySpec],
+    descs: Vec<Desc>,
+}
+
+impl Families {
+    /// Describes `specs`. The names are compile-time constants, so a bad
+    /// one is a programming error caught by the tests of each collector.
+    pub fn new(specs: &'static [FamilySpec]) -> Families {
+        let descs = specs
+            .iter()
+            .map(|s| {
+                Desc::new(
+                    s.name.into(),
+                    s.help.into(),
+                    s.labels.iter().map(|l| l.to_string()).collect(),
+                    HashMap::new(),
+                )
+                .unwrap_or_else(|e| panic!("metric {}: {e}", s.name))
+            })
+            .collect();
+        Families { specs, descs }
+    }
+
+    pub fn descs(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    /// An empty scrape of these families, to fill with [`Scrape::add`].
+    pub fn scrape(&self) -> Scrape {
+        Scrape {
+            specs: self.specs,
+            families: self
+                .specs
+                .iter()
+                .map(|s| {
+                    let mut f = MetricFamily::default();
+                    f.set_name(s.name.into());
+                    f.set_help(s.help.into());
+                    f.set_field_type(s.kind);
+                    f
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The values of one scrape, family by family.
+pub struct Scrape {
+    specs: &'static [FamilySpec],
+    families: Vec<MetricFamily>,
+}
+
+impl Scrape {
+    /// Adds one sample to family `name`, with `values` for its labels in order.
+    pub fn add(&mut self, name: &str, values: &[&str], v: f64) {
+        let Some(i) = self.specs.iter().position(|s| s.name == name) else {
+            debug_assert!(false, "metric {name} was not described");
+            return;
+        };
+        let spec = &self.specs[i];
+        debug_assert_eq!(spec.labels.len(), values.len(), "labels of {name}");
+        let labels = spec
+            .labels
+            .iter()
+            .zip(values)
+            .map(|(n, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(n.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect();
+        let mut m = Metric::from_label(labels);
+        match spec.kind {
+            MetricType::GAUGE => {
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+            }
+            _ => {
+                let mut c = Counter::default();
+                c.set_value(v);
+                m.set_counter(c);
+            }
+        }
+        self.families[i].mut_metric().push(m);
+    }
+
+    pub fn finish(self) -> Vec<MetricFamily> {
+        self.families
+    }
+}
+
+/// Buckets for service latencies: 10 µs to about 9 s, each 2.5 times the last.
+pub fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(1e-5, 2.5, 16).expect("constant, valid buckets")
+}
+
+/// A latency histogram family with the given labels.
+pub fn latency_histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(latency_buckets()), labels)
+        .unwrap_or_else(|e| panic!("histogram {name}: {e}"))
+}
+
+/// Histograms of one label set per small opcode, resolved once, so the
+/// request path pays one atomic load to find its histogram instead of the
+/// label lookup (a hash and a read lock) of `HistogramVec`.
+pub struct OpHistograms {
+    vec: HistogramVec,
+    fixed: Vec<String>,
+    slots: Box<[OnceLock<Histogram>]>,
+}
+
+/// Opcodes below this get a resolved slot; others go through the vec.
+const OP_SLOTS: usize = 64;
+
+impl OpHistograms {
+    /// `vec`'s labels are `fixed` (the same for every sample, e.g. the
+    /// target) followed by one for the operation.
+    pub fn new(vec: HistogramVec, fixed: &[&str]) -> OpHistograms {
+        OpHistograms {
+            vec,
+            fixed: fixed.iter().map(|s| s.to_string()).collect(),
+            slots: (0..OP_SLOTS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The histogram of operation `opcode`; `name` labels it the first time.
+    pub fn get<S: AsRef<str>>(&self, opcode: u16, name: impl FnOnce() -> S) -> Histogram {
+        let resolve = || {
+            let name = name();
+            let mut values: Vec<&str> = self.fixed.iter().map(|s| s.as_str()).collect();
+            values.push(name.as_ref());
+            self.vec.with_label_values(&values)
+        };
+        match self.slots.get(opcode as usize) {
+            Some(slot) => slot.get_or_init(resolve).clone(),
+            None => resolve(),
+        }
+    }
+
+    /// Observes `secs` for operation `opcode`, labelled `name`.
+    pub fn observe<S: AsRef<str>>(&self, opcode: u16, name: impl FnOnce() -> S, secs: f64) {
+        match self.slots.get(opcode as usize).and_then(|s| s.get()) {
+            Some(h) => h.observe(secs),
+            None => self.get(opcode, name).observe(secs),
+        }
+    }
+
+    pub fn vec(&self) -> &HistogramVec {
+        &self.vec
+    }
+}
+
+const FABRIC: &[FamilySpec] = &[
+    FamilySpec::counter(
+        "glint_fabric_tx_messages_total",
+        "Immediate messages sent, per peer.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_rx_messages_total",
+        "Immediate messages received, per peer.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_tx_bytes_total",
+        "Bytes sent to a peer: immediate messages and bulk.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_rx_bytes_total",
+        "Bytes received from a peer: immediate messages and bulk.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_bulk_tx_bytes_total",
+        "Bulk bytes sent to a peer (the part of tx_bytes that moved as bulk).",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_bulk_rx_bytes_total",
+        "Bulk bytes received from a peer.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::gauge(
+        "glint_fabric_peer_credits",
+        "Credits available now for sending immediate messages to a connected peer.",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::gauge("glint_fabric_peers", "Peers with a live connection.", &["lnd"]),
+    FamilySpec::counter("glint_fabric_connects_total", "Connections set up (either side).", &["lnd"]),
+    FamilySpec::counter(
+        "glint_fabric_reconnects_total",
+        "Connections set up to a peer that had been connected before.",
+        &["lnd"],
+    ),
+    FamilySpec::counter("glint_fabric_disconnects_total", "Connections lost or closed.", &["lnd"]),
+    FamilySpec::counter(
+        "glint_fabric_checksum_errors_total",
+        "Frames whose crc32c did not match (the connection is dropped).",
+        &["lnd"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_frames_refused_total",
+        "Malformed frames and refused hellos (checksum errors included).",
+        &["lnd"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_bulk_refused_total",
+        "Bulk transfers refused because the named buffer was not exposed for it.",
+        &["lnd"],
+    ),
+    FamilySpec::counter("glint_fabric_rpc_requests_sent_total", "RPC requests sent (first sends).", &[]),
+    FamilySpec::counter("glint_fabric_rpc_resends_total", "RPC requests sent again with the same xid.", &[]),
+    FamilySpec::counter("glint_fabric_rpc_timeouts_total", "RPC replies not in time (then resent).", &[]),
+    FamilySpec::counter(
+        "glint_fabric_rpc_late_replies_total",
+        "Replies that came after their caller left.",
+        &[],
+    ),
+    FamilySpec::counter("glint_fabric_rpc_requests_handled_total", "RPC requests this node served.", &[]),
+    FamilySpec::counter(
+        "glint_fabric_rpc_replays_total",
+        "Resent requests answered from the reply cache instead of running again.",
+        &[],
+    ),
+    FamilySpec::counter("glint_fabric_rpc_bad_messages_total", "Messages with a malformed RPC header.", &[]),
+    FamilySpec::counter(
+        "glint_fabric_tcp_fallbacks_total",
+        "Calls to a peer of an RDMA network that went over tcp instead.",
+        &[],
+    ),
+    FamilySpec::gauge(
+        "glint_fabric_rpcs_in_flight",
+        "RPC requests this node sent and awaits replies to.",
+        &[],
+    ),
+    FamilySpec::gauge("glint_fabric_rpcs_serving", "RPC requests this node is serving now.", &[]),
+];
+
+/// Exports an endpoint's LND and RPC counters, and its service latencies.
+pub struct FabricCollector {
+    ep: Endpoint,
+    families: Families,
+}
+
+impl FabricCollector {
+    pub fn new(ep: &Endpoint) -> FabricCollector {
+        FabricCollector { ep: ep.clone(), families: Families::new(FABRIC) }
+    }
+}
+
+impl Collector for FabricCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.families.descs();
+        d.extend(self.ep.service_latency().desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut s = self.families.scrape();
+        let tcp = self.ep.tcp();
+        let lnd = crate::lnd::Lnd::net(tcp).to_string();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut live = 0;
+        for (peer, st) in tcp.peer_stats() {
+            let p = peer.to_string();
+            let labels = [lnd.as_str(), p.as_str()];
+            s.add("glint_fabric_tx_messages_total", &labels, load(&st.tx_msgs));
+            s.add("glint_fabric_rx_messages_total", &labels, load(&st.rx_msgs));
+            s.add("glint_fabric_tx_bytes_total", &labels, load(&st.tx_bytes) + load(&st.bulk_tx_bytes));
+            s.add("glint_fabric_rx_bytes_total", &labels, load(&st.rx_bytes) + load(&st.bulk_rx_bytes));
+            s.add("glint_fabric_bulk_tx_bytes_total", &labels, load(&st.bulk_tx_bytes));
+            s.add("glint_fabric_bulk_rx_bytes_total", &labels, load(&st.bulk_rx_bytes));
+            if let Some(c) = tcp.peer_credits(peer) {
+                live += 1;
+                s.add("glint_fabric_peer_credits", &labels, c as f64);
+            }
+        }
+        let l = [lnd.as_str()];
+        let t = tcp.stats();
+        s.add("glint_fabric_peers", &l, live as f64);
+        s.add("glint_fabric_connects_total", &l, load(&t.connects));
+        s.add("glint_fabric_reconnects_total", &l, load(&t.reconnects));
+        s.add("glint_fabric_disconnects_total", &l, load(&t.disconnects));
+        s.add("glint_fabric_checksum_errors_total", &l, load(&t.checksum_errors));
+        s.add("glint_fabric_frames_refused_total", &l, load(&t.frames_refused));
+        s.add("glint_fabric_bulk_refused_total", &l, load(&t.bulk_refused));
+        let r = self.ep.stats();
+        s.add("glint_fabric_rpc_requests_sent_total", &[], load(&r.requests_sent));
+        s.add("glint_fabric_rpc_resends_total", &[], load(&r.resends));
+        s.add("glint_fabric_rpc_timeouts_total", &[], load(&r.timeouts));
+        s.add("glint_fabric_rpc_late_replies_total", &[], load(&r.late_replies));
+        s.add("glint_fabric_rpc_requests_handled_total", &[], load(&r.requests_handled));
+        s.add("glint_fabric_rpc_replays_total", &[], load(&r.replays));
+        s.add("glint_fabric_rpc_bad_messages_total", &[], load(&r.bad_messages));
+        s.add("glint_fabric_tcp_fallbacks_total", &[], load(&r.tcp_fallbacks));
+        s.add("glint_fabric_rpcs_in_flight", &[], self.ep.in_flight() as f64);
+        s.add("glint_fabric_rpcs_serving", &[], load(&r.serving));
+        let mut out = s.finish();
+        out.extend(self.ep.service_latency().collect());
+        out
+    }
+}

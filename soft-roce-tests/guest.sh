@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Runs inside the Soft-RoCE VM that soft-roce-tests/run boots: brings up rxe0
+# on lo, runs the perftest yardstick and the verbs self-test, and writes every
+# log and a status line per test into the results directory shared with the
+# host (the guest's own /tmp is lost at power-off).
+#
+# usage: guest.sh RESULTS_DIR SELFTEST_BINARY PERFTEST_ITERATIONS VERBS_SECONDS
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+R=$1
+SELFTEST=$2
+ITERS=$3
+VERBS_SECONDS=$4
+PERF_PORT=18600
+VERBS_PORT=18515
+
+say() { echo "guest: $*"; }
+status() { echo "$*" >>"$R/status"; echo "== $*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+echo "guest_start=$(now) guest_uptime=$(cut -d' ' -f1 /proc/uptime)" >"$R/guest-timing"
+uname -a >"$R/guest-uname.txt"
+
+# --- Soft-RoCE -------------------------------------------------------------
+# rxe0 on lo carries the perftest yardstick at 127.0.0.1 (GID index 1). rdma_cm
+# cannot connect over a loopback address on RoCE (it binds loopback like the
+# wildcard, and route resolution then fails with ENODEV: rping -a 127.0.0.1
+# shows the same), so the rdma_cm tests run on rxe1 over a dummy interface
+# that holds a link-local address. The VM has no network device at all
+# (qemu -net none): nothing here can leave the guest kernel.
+CM_ADDR=169.254.77.1
+
+# Without the devices nothing else can run: say so in the status file and
+# stop, so the host fails loudly instead of counting nothing.
+port_ready() { # DEVICE
+    local i
+    for i in $(seq 1 60); do
+        ibv_devinfo -d "$1" 2>/dev/null | grep -q PORT_ACTIVE && break
+        sleep 0.5
+    done
+    ibv_devinfo -d "$1" -v || return 1
+    ibv_devinfo -d "$1" | grep -q PORT_ACTIVE || { say "$1 port never became active"; return 1; }
+    ibv_devinfo -d "$1" | grep -Eq 'active_mtu:[[:space:]]*4096' || { say "$1 active MTU is not 4096"; return 1; }
+}
+rxe_up() {
+    ip link set lo up || return 1
+    modprobe rdma_rxe || return 1
+    rdma link add rxe0 type rxe netdev lo || return 1
+    port_ready rxe0 || return 1
+    ibv_devinfo -d rxe0 -v | grep -Eq 'GID\[ *1\]:.*127\.0\.0\.1' || { say "rxe0 has no GID index 1 for 127.0.0.1"; return 1; }
+    modprobe dummy || return 1
+    ip link add srt0 type dummy || return 1
+    ip link set srt0 mtu 9000 || return 1
+    ip addr add "$CM_ADDR/32" dev srt0 || return 1
+    ip link set srt0 up || return 1
+    rdma link add rxe1 type rxe netdev srt0 || return 1
+    port_ready rxe1 || return 1
+    rdma link show
+}
+t0=$(now)
+if rxe_up >"$R/rxe-up.log" 2>&1; then
+    status "PASS rxe0 on lo (127.0.0.1, GID 1) and rxe1 on a dummy ($CM_ADDR) up, MTU 4096 ($(since "$t0") s)"
+else
+    status "FAIL Soft-RoCE devices did not come up: see rxe-up.log"
+    echo "FATAL rxe" >>"$R/status"
+    tail -n 30 "$R/rxe-up.log"
+    exit 1
+fi
+echo "rxe_ready=$(now)" >>"$R/guest-timing"
+
+# --- perftest yardstick ------------------------------------------------------
+wait_listen() {
+    local port=$1 i
+    for i in $(seq 1 120); do
+        ss -ltn 2>/dev/null | grep -q ":$port " && return 0
+        sleep 0.25
+    done
+    return 1
+}
+
+perf() { # TOOL LABEL SERVER-ADDRESS ARGS...
+    local tool=$1 label=$2 addr=$3
+    shift 3
+    local args=(-s 1048576 -n "$ITERS" -F -p "$PERF_PORT" "$@")
+    local out="$R/$tool-$label" t0 crc=1 try
+    t0=$(now)
+    timeout 240 "$tool" "${args[@]}" >"$out-server.txt" 2>&1 &
+    local server=$!
+    # The server listens on TCP, or through rdma_cm with -R (invisible to
+    # ss): wait for the TCP port when there is one, and retry the client
+    # while the server is still starting.
+    case " $* " in
+        *" -R "*) sleep 1 ;;
+        *) wait_listen "$PERF_PORT" || true ;;
+    esac
+    for try in $(seq 1 20); do
+        timeout 240 "$tool" "${args[@]}" "$addr" >"$out-client.txt" 2>&1
+        crc=$?
+        [ "$crc" -eq 0 ] && break
+        kill -0 "$server" 2>/dev/null || break
+        sleep 0.5
+    done
+    wait "$server"
+    local src=$?
+    local bw
+    bw=$(awk '$1 == 1048576 && NF >= 5 { print $4 }' "$out-client.txt" | tail -n 1)
+    if [ "$crc" -eq 0 ] && [ "$src" -eq 0 ] && [ -n "$bw" ]; then
+        echo "$tool ($label) size=1048576 iterations=$ITERS MiB/s=$bw" >>"$R/bandwidth"
+        status "PASS $tool ($label) 1 MiB x $ITERS: $bw MiB/s ($(since "$t0") s)"
+    else
+        status "FAIL $tool ($label): client exit $crc after $try tries, server exit $src, bandwidth '${bw}' (see ${out##*/}-*.txt)"
+    fi
+}
+
+# The yardstick, as briefed: rxe0, 127.0.0.1, GID index 1.
+perf ib_write_bw rxe0-lo 127.0.0.1 -d rxe0 -x 1
+perf ib_read_bw rxe0-lo 127.0.0.1 -d rxe0 -x 1
+# The same over rdma_cm on the device the verbs layer uses.
+perf ib_write_bw rxe1-cm "$CM_ADDR" -d rxe1 -R
+perf ib_read_bw rxe1-cm "$CM_ADDR" -d rxe1 -R
+echo "perftest_done=$(now)" >>"$R/guest-timing"
+
+# --- the glint verbs layer -------------------------------------------------
+timeout 300 "$SELFTEST" --addr "$CM_ADDR" --port "$VERBS_PORT" --mode all --seconds "$VERBS_SECONDS" \
+    >"$R/verbs_selftest.txt" 2>&1
+rc=$?
+cat "$R/verbs_selftest.txt"
+grep -E '^(PASS|FAIL) ' "$R/verbs_selftest.txt" | sed 's/^\(PASS\|FAIL\) /\1 verbs: /' >>"$R/status"
+grep -E '^verbs-bw ' "$R/verbs_selftest.txt" >>"$R/bandwidth"
+if [ "$rc" -eq 0 ]; then
+    status "PASS verbs_selftest exited 0"
+else
+    status "FAIL verbs_selftest exited $rc (see verbs_selftest.txt)"
+fi
+echo "verbs_done=$(now)" >>"$R/guest-timing"
+echo "DONE" >>"$R/status"

@@ -1,0 +1,305 @@
+//! `glint bench io`: sequential 1 MiB write and read of one file striped
+//! over several OSTs (on a tmpfs, so the disk is out of the way), through
+//! the client library and through the FUSE mount (fio), and 4 KiB random
+//! reads; beside the limits measured in the same run: raw TCP on loopback
+//! (iperf3) and fio on the local disk.
+
+use super::cluster::{BenchFs, fs_type};
+use super::fio::{FioJob, FioResult, supports_direct_io};
+use super::iperf3_gbits;
+use super::ost::XorShift;
+use super::report::{bandwidth, human, rate, ratio, size_arg, target};
+use super::tmpfs::Tmpfs;
+use anyhow::{Context, Result, bail};
+use client::fuse::spawn_mount_async;
+use client::{Client, MountOptions, process_cred};
+use fabric::IoBuf;
+use proto::{Layout, SetAttr, StripeSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Stripe size, RPC size and the block of every sequential run.
+const MIB: u64 = 1 << 20;
+/// Bytes of one library call; two are kept in flight, which with 4 OSTs
+/// and 1 MiB stripes keeps 8 RPCs in flight per OST, the default limit.
+const CALL: u64 = 16 << 20;
+const CALLS_IN_FLIGHT: usize = 2;
+const SMALL: u64 = 4096;
+/// Issue 6's targets.
+const LIBRARY_VS_TCP_PCT: f64 = 70.0;
+const MOUNT_VS_LIBRARY_PCT: f64 = 70.0;
+
+#[derive(clap::Args, Debug)]
+pub struct IoBench {
+    /// Bytes of the striped file (a multiple of 16 MiB); the OSTs hold it
+    /// in memory.
+    #[arg(long, default_value = "4G", value_parser = size_arg)]
+    pub size: u64,
+    /// OSTs, one OSS each, the file is striped over.
+    #[arg(long, default_value_t = 4)]
+    pub osts: u32,
+    /// Directory on the local disk for the MDT, the mount point and fio's
+    /// local yardstick (default: a temporary directory under /var/tmp).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Operations in flight for the 4 KiB random reads, and fio's iodepth.
+    #[arg(long, default_value_t = 8)]
+    pub iodepth: usize,
+    /// Seconds of each 4 KiB random-read run.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Skip the FUSE mount.
+    #[arg(long)]
+    pub no_mount: bool,
+    /// Skip iperf3 (the tcp limit is then missing from the report).
+    #[arg(long)]
+    pub no_iperf: bool,
+}
+
+/// What was measured through one path: bytes/s and IOPS.
+#[derive(Clone, Copy, Debug, Default)]
+struct Figures {
+    write: f64,
+    read: f64,
+    randread: f64,
+}
+
+impl From<(FioResult, FioResult, FioResult)> for Figures {
+    fn from((w, r, rr): (FioResult, FioResult, FioResult)) -> Figures {
+        Figures { write: w.bytes_per_sec, read: r.bytes_per_sec, randread: rr.iops }
+    }
+}
+
+pub async fn run(a: IoBench) -> Result<()> {
+    if a.size < CALL || !a.size.is_multiple_of(CALL) {
+        bail!("--size must be a positive multiple of 16 MiB");
+    }
+    if a.osts == 0 || a.osts > 64 || a.iodepth == 0 || a.iodepth > 256 || a.seconds == 0 {
+        bail!("--osts (1..=64), --iodepth (1..=256) and --seconds must be positive");
+    }
+    let base = a.dir.clone().unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let work = tempfile::Builder::new()
+        .prefix("glint-bench-io")
+        .tempdir_in(&base)
+        .with_context(|| format!("making a directory under {}", base.display()))?;
+    // Room for the file, with slack for the objects' metadata.
+    let mem = Tmpfs::mount(a.size + a.size / 8 + (256 << 20))?;
+    let ost_dirs: Vec<PathBuf> = (0..a.osts).map(|i| mem.path().join(format!("ost{i}"))).collect();
+    let fs = BenchFs::start(&work.path().join("mdt"), &ost_dirs).await?;
+    println!(
+        "glint bench io: a {} file striped over {} OSTs (1 MiB stripes, one OSS each) on tmpfs, \
+         tcp LND on loopback; 1 MiB sequential, 4 KiB random reads with {} in flight for {}s",
+        human(a.size),
+        a.osts,
+        a.iodepth,
+        a.seconds
+    );
+    let result = survey(&fs, work.path(), &a).await;
+    fs.shutdown();
+    drop(mem);
+    result
+}
+
+async fn survey(fs: &BenchFs, work: &Path, a: &IoBench) -> Result<()> {
+    // The limits first, while nothing else runs.
+    let tcp = if a.no_iperf { None } else { Some(iperf3_gbits(5)? * 1e9 / 8.0) };
+    let disk = local_disk(work, a).await?;
+    println!(
+        "limits measured in this run: tcp {} (iperf3, one stream on loopback); local disk {} ({}, fio libaio \
+         iodepth {}, direct={}): write {}, read {}, 4 KiB random read {} IOPS",
+        tcp.map(bandwidth).unwrap_or_else(|| "not measured".into()),
+        work.display(),
+        fs_type(work),
+        a.iodepth,
+        u8::from(supports_direct_io(work)),
+        bandwidth(disk.write),
+        bandwidth(disk.read),
+        rate(disk.randread)
+    );
+
+    let client = Client::mount(&fs.spec()).await.context("mounting the library client")?;
+    let stripe =
+        StripeSpec { stripe_count: Some(a.osts as i32), stripe_size: Some(MIB), stripe_offset: None };
+    let cred = process_cred();
+    let (attr, layout) = client
+        .create(&cred, client.root(), "io.dat", libc::S_IFREG | 0o644, stripe, false)
+        .await
+        .context("creating the striped file")?;
+    let layout = layout.context("the MDS gave the new file no layout")?;
+    let lib = library(&client, &layout, a).await;
+    // Empty objects again, so the mount's writes allocate tmpfs pages as
+    // the library's did; fio then rewrites the same striped file.
+    let emptied = client.setattr(&cred, attr.fid, SetAttr { size: Some(0), ..Default::default() }).await;
+    client.endpoint().shutdown();
+    let lib = lib?;
+    emptied.context("truncating the file for the mount's run")?;
+    let mnt = if a.no_mount { None } else { Some(mount(fs, work, a).await?) };
+
+    let row = |what: &str, fig: f64, vs: &str, yard: f64, want: Option<f64>, show: fn(f64) -> String| {
+        println!(
+            "  {what:<8} {:>11} | {vs:<10} {:>11} | ratio {:>4}{}",
+            show(fig),
+            show(yard),
+            ratio(fig, yard),
+            want.map(|w| target(fig, yard, w)).unwrap_or_default()
+        );
+    };
+    for (name, l, m, d) in [
+        ("sequential write, 1 MiB", lib.write, mnt.map(|m| m.write), disk.write),
+        ("sequential read, 1 MiB", lib.read, mnt.map(|m| m.read), disk.read),
+    ] {
+        println!("\n{name}:");
+        match tcp {
+            Some(t) => row("library", l, "tcp limit", t, Some(LIBRARY_VS_TCP_PCT), bandwidth),
+            None => println!("  library  {:>11} | tcp limit not measured", bandwidth(l)),
+        }
+        if let Some(m) = m {
+            row("mount", m, "library", l, Some(MOUNT_VS_LIBRARY_PCT), bandwidth);
+        }
+        row("library", l, "local disk", d, None, bandwidth);
+    }
+    let iops = |x: f64| format!("{} IOPS", rate(x));
+    println!("\nrandom read, 4 KiB, {} in flight:", a.iodepth);
+    row("library", lib.randread, "local disk", disk.randread, None, iops);
+    if let Some(m) = mnt {
+        row("mount", m.randread, "library", lib.randread, None, iops);
+    }
+    Ok(())
+}
+
+/// fio on the local disk: the same three workloads.
+async fn local_disk(work: &Path, a: &IoBench) -> Result<Figures> {
+    let file = work.join("fio.dat");
+    let f = fio_jobs(&file, a, supports_direct_io(work)).await;
+    let _ = std::fs::remove_file(&file);
+    f
+}
+
+async fn fio_jobs(file: &Path, a: &IoBench, direct: bool) -> Result<Figures> {
+    let job = |rw, block_size, time_based| FioJob {
+        file: file.to_path_buf(),
+        rw,
+        block_size,
+        size: a.size,
+        iodepth: a.iodepth,
+        direct,
+        time_based,
+    };
+    let w = job("write", MIB, None).run_async().await?;
+    let r = job("read", MIB, None).run_async().await?;
+    let rr = job("randread", SMALL, Some(Duration::from_secs(a.seconds))).run_async().await?;
+    Ok((w, r, rr).into())
+}
+
+/// The file through the FUSE mount, with fio.
+async fn mount(fs: &BenchFs, work: &Path, a: &IoBench) -> Result<Figures> {
+    let dir = work.join("mnt");
+    std::fs::create_dir_all(&dir)?;
+    let guard =
+        spawn_mount_async(&fs.spec(), &dir, MountOptions::default()).await.context("mounting with FUSE")?;
+    let direct = supports_direct_io(&dir);
+    println!("(the mount takes fio's direct={})", u8::from(direct));
+    // fio writes the (emptied) file the library wrote: same layout, and
+    // the tmpfs holds one copy.
+    let f = fio_jobs(&dir.join("io.dat"), a, direct).await;
+    drop(guard);
+    f
+}
+
+/// The library: sequential write and read of the whole file in 16 MiB
+/// calls, two at a time, then 4 KiB random reads.
+async fn library(client: &Arc<Client>, layout: &Layout, a: &IoBench) -> Result<Figures> {
+    let size = a.size;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..CALLS_IN_FLIGHT {
+        let (client, layout, next) = (client.clone(), layout.clone(), next.clone());
+        tasks.spawn(async move {
+            // Registered once, as an application of the library would.
+            let mut buf = IoBuf::alloc(CALL as usize, None)?;
+            fill(buf.as_mut_slice());
+            loop {
+                let off = next.fetch_add(CALL, Ordering::Relaxed);
+                if off >= size {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                client
+                    .pwrite_registered(&layout, off, &buf, false)
+                    .await
+                    .with_context(|| format!("write at {off}"))?;
+            }
+        });
+    }
+    join(&mut tasks).await?;
+    let write = size as f64 / started.elapsed().as_secs_f64();
+
+    next.store(0, Ordering::Relaxed);
+    let started = Instant::now();
+    for _ in 0..CALLS_IN_FLIGHT {
+        let (client, layout, next) = (client.clone(), layout.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; CALL as usize];
+            loop {
+                let off = next.fetch_add(CALL, Ordering::Relaxed);
+                if off >= size {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let n =
+                    client.pread(&layout, off, &mut buf).await.with_context(|| format!("read at {off}"))?;
+                if n != buf.len() {
+                    bail!("short read at {off}: {n} bytes");
+                }
+            }
+        });
+    }
+    join(&mut tasks).await?;
+    let read = size as f64 / started.elapsed().as_secs_f64();
+    // Every call wrote the same bytes: check one read back, untimed.
+    let mut want = vec![0u8; CALL as usize];
+    fill(&mut want);
+    let mut got = vec![0u8; CALL as usize];
+    client.pread(layout, size - CALL, &mut got).await?;
+    if got != want {
+        bail!("the file does not read back what was written");
+    }
+
+    let blocks = size / SMALL;
+    let started = Instant::now();
+    let end = started + Duration::from_secs(a.seconds);
+    let mut counts = JoinSet::new();
+    for t in 0..a.iodepth {
+        let (client, layout) = (client.clone(), layout.clone());
+        counts.spawn(async move {
+            let mut rng = XorShift::new(t as u64);
+            let mut buf = vec![0u8; SMALL as usize];
+            let mut done = 0u64;
+            while Instant::now() < end {
+                let off = rng.below(blocks) * SMALL;
+                client.pread(&layout, off, &mut buf).await.with_context(|| format!("read at {off}"))?;
+                done += 1;
+            }
+            Ok::<u64, anyhow::Error>(done)
+        });
+    }
+    let mut done = 0;
+    while let Some(r) = counts.join_next().await {
+        done += r.context("reader task")??;
+    }
+    let randread = done as f64 / started.elapsed().as_secs_f64();
+    Ok(Figures { write, read, randread })
+}
+
+fn fill(buf: &mut [u8]) {
+    buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i % 251) as u8);
+}
+
+async fn join(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
+    while let Some(r) = tasks.join_next().await {
+        r.context("benchmark task")??;
+    }
+    Ok(())
+}
