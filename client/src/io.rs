@@ -60,6 +60,33 @@ pub(crate) fn plan(r0: &Raid0, off: u64, len: u64, rpc_size: u64) -> Vec<Chunk> 
     out
 }
 
+/// Copies one chunk's bytes into the caller's buffer, zero-filling what the
+/// object did not hold, and notes how far data reached.
+fn copy_out(
+    (chunk, r): (Chunk, Result<(PoolBuf, u64)>),
+    off: u64,
+    out: &mut [u8],
+    end_seen: &mut u64,
+    short: &mut bool,
+) -> Result<()> {
+    let (buf, got) = r?;
+    if got < chunk.len {
+        *short = true;
+    }
+    let mut at = 0u64;
+    for (file_off, n) in &chunk.pieces {
+        let dst = (file_off - off) as usize;
+        let have = got.saturating_sub(at).min(*n) as usize;
+        if have > 0 {
+            *end_seen = (*end_seen).max(file_off + have as u64);
+        }
+        out[dst..dst + have].copy_from_slice(&buf[at as usize..at as usize + have]);
+        out[dst + have..dst + *n as usize].fill(0);
+        at += n;
+    }
+    Ok(())
+}
+
 fn raid0(layout: &Layout) -> Result<&Raid0> {
     layout.raid0().filter(|r| !r.objects.is_empty()).ok_or(ClientError::Errno(Errno::EIO))
 }
@@ -179,8 +206,22 @@ impl Client {
         check_range(off, out.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
+        // The file ends where the furthest byte any object holds lands; a
+        // short object inside that range is a hole.
+        let mut end_seen = off;
+        let mut short = false;
         for chunk in plan(r0, off, out.len() as u64, self.tunables.rpc_size as u64) {
-            let buf = self.pool.get().await;
+            // Each result is copied out as soon as it arrives, which gives its
+            // buffer back: a read larger than the pool never waits on itself.
+            let buf = loop {
+                if let Some(b) = self.pool.try_get() {
+                    break b;
+                }
+                match tasks.join_next().await {
+                    Some(r) => copy_out(r.expect("read task"), off, out, &mut end_seen, &mut short)?,
+                    None => break self.pool.get().await,
+                }
+            };
             let obj = r0.objects[chunk.stripe];
             let me = self.clone();
             tasks.spawn(async move {
@@ -188,26 +229,8 @@ impl Client {
                 (chunk, r)
             });
         }
-        // The file ends where the furthest byte any object holds lands; a
-        // short object inside that range is a hole.
-        let mut end_seen = off;
-        let mut short = false;
-        let mut results = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            let (chunk, r) = r.expect("read task");
-            let (buf, got) = r?;
-            if got < chunk.len {
-                short = true;
-            }
-            let mut at = 0u64;
-            for (file_off, n) in &chunk.pieces {
-                let have = got.saturating_sub(at).min(*n);
-                if have > 0 {
-                    end_seen = end_seen.max(file_off + have);
-                }
-                at += n;
-            }
-            results.push((chunk, buf, got));
+            copy_out(r.expect("read task"), off, out, &mut end_seen, &mut short)?;
         }
         let end = if short {
             // Ask every object how long it is: bytes up to the real end of
@@ -219,16 +242,6 @@ impl Client {
         } else {
             off + out.len() as u64
         };
-        for (chunk, buf, got) in results {
-            let mut at = 0u64;
-            for (file_off, n) in &chunk.pieces {
-                let dst = (file_off - off) as usize;
-                let have = got.saturating_sub(at).min(*n) as usize;
-                out[dst..dst + have].copy_from_slice(&buf[at as usize..at as usize + have]);
-                out[dst + have..dst + *n as usize].fill(0);
-                at += n;
-            }
-        }
         Ok(end.saturating_sub(off) as usize)
     }
 

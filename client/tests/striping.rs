@@ -113,3 +113,20 @@ async fn namespace_through_the_mds() {
     assert!(mdt.files > 0 && osts.len() == 1 && osts[0].1.blocks > 0);
     fs.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_larger_than_the_buffer_pool_completes() {
+    let fs = TestFs::start(2).await;
+    let tunables = client::ClientTunables { io_buffers: 3, ..Default::default() };
+    let c = Client::mount_with(&fs.spec(), tunables).await.unwrap();
+    let cred = process_cred();
+    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(1 << 20), stripe_offset: None };
+    let (_, layout) = c.create(&cred, c.root(), "big", 0o644, spec, true).await.unwrap();
+    let layout = layout.unwrap();
+    let data = pattern(10 << 20, 7);
+    c.pwrite(&layout, 0, &data, false).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    assert_eq!(c.pread(&layout, 0, &mut back).await.unwrap(), data.len());
+    assert!(back == data);
+    fs.shutdown();
+}

@@ -315,9 +315,8 @@ impl LnetConfig {
                     _ => net_tunables = Some(t),
                 }
                 let ifaces: Vec<String> = ni.interfaces.unwrap_or_default().into_values().collect();
-                if ifaces.is_empty() && address.is_none() {
-                    return Err(field(path, "neither `interfaces` nor `nid` is given"));
-                }
+                // Neither `interfaces` nor `nid`: the network's default
+                // interface, as `networks="tcp"` means and exports.
                 if ifaces.len() > 1 && address.is_some() {
                     return Err(field(path, "a `nid` cannot apply to several interfaces"));
                 }
@@ -486,6 +485,13 @@ impl LnetConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_ni_without_interface_is_the_default_interface_and_round_trips() {
+        let c = super::LnetConfig::from_networks("tcp,o2ib").unwrap();
+        let back = super::LnetConfig::from_yaml(&c.to_yaml()).unwrap();
+        assert_eq!(back.nets, c.nets);
+    }
+
     use super::*;
     use proptest::prelude::*;
     use std::net::IpAddr;
@@ -761,10 +767,6 @@ global:
             ),
             ("net: [\n", "did not find expected"),
             ("net:\n    - net type: tcp\n", "net[0] (tcp): `local NI(s)` lists no NI"),
-            (
-                "net:\n    - net type: tcp\n      local NI(s):\n        - status: up\n",
-                "neither `interfaces` nor `nid` is given",
-            ),
             (
                 "net:\n    - net type: tcp\n      local NI(s):\n        - nid: 10.0.0.1@tcp1\n",
                 "net[0] (tcp).local NI(s)[0].nid: 10.0.0.1@tcp1 is not on network tcp",

@@ -218,13 +218,20 @@ impl Mds {
                     }
                 }
             }
+            let drained = done.len();
             if !done.is_empty() {
                 self.stats.destroyed.fetch_add(done.len() as u64, Ordering::Relaxed);
-                if let Err(e) = self.mdt.destroy_log_done(&done) {
+                // The trim is a group-committed write: it blocks, so it runs
+                // off the async runtime.
+                let mdt = self.mdt.clone();
+                let trimmed = tokio::task::spawn_blocking(move || mdt.destroy_log_done(&done))
+                    .await
+                    .unwrap_or(Err(crate::MdsError::Shutdown));
+                if let Err(e) = trimmed {
                     tracing::warn!(error = %e, "cannot trim the destroy log");
                 }
             }
-            if done.len() < 256 {
+            if drained < 256 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
