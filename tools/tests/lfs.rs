@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 #[path = "../src/lfs/mod.rs"]
 mod lfs;
+// The same in-process file system the client crate tests with.
+#[path = "../../client/tests/support/mod.rs"]
 mod support;
 
 use client::{Client, process_cred};

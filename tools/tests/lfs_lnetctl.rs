@@ -5,6 +5,8 @@
 #[allow(dead_code)]
 #[path = "../src/lnetctl/mod.rs"]
 mod lnetctl;
+// The same in-process file system the client crate tests with.
+#[path = "../../client/tests/support/mod.rs"]
 mod support;
 
 use fabric::Errno;
