@@ -9,6 +9,10 @@ use proto::{Fid, Layout, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+/// How often a transfer whose checksum did not match is sent again before
+/// the caller gets EIO.
+const CHECKSUM_RETRIES: u32 = 3;
+
 /// One RPC's worth of one object: object range `[obj_off, obj_off+len)`
 /// and the file offsets of its pieces, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +156,19 @@ impl Client {
             .expose_range(buf.io(), 0, len as usize, Access::Read)
             .map_err(|e| e.errno())?;
         let req = OstRequest::Write { fid, offset: obj_off, len, segs: vec![ex.handle()], crc, sync };
-        match self.ost(ost, &req).await? {
-            OstReply::Written { .. } => Ok(()),
-            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        // The OST refuses data whose checksum does not match (EBADMSG) and
+        // writes nothing; the bytes were damaged on the way, so send again.
+        let mut attempt = 0;
+        loop {
+            match self.ost(ost, &req).await {
+                Ok(OstReply::Written { .. }) => return Ok(()),
+                Ok(_) => return Err(ClientError::UnexpectedReply { service: "OST" }),
+                Err(e) if e.errno() == fabric::Errno::EBADMSG && attempt < CHECKSUM_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(ost, %fid, attempt, "write checksum refused by the OST; resending");
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -253,23 +267,46 @@ impl Client {
         len: u64,
         buf: PoolBuf,
     ) -> Result<(PoolBuf, u64)> {
-        let ex = self
-            .ep
-            .registry()
-            .expose_range(buf.io(), 0, len as usize, Access::Write)
-            .map_err(|e| e.errno())?;
+        let mut buf = buf;
+        let mut attempt = 0;
+        loop {
+            match self.read_chunk_once(ost, fid, obj_off, len, buf).await {
+                Err((ClientError::Checksum { ost, want, got }, b)) if attempt < CHECKSUM_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(ost, %fid, want, got, attempt, "read checksum mismatch; reading again");
+                    buf = b;
+                }
+                Err((e, _)) => return Err(e),
+                Ok(r) => return Ok(r),
+            }
+        }
+    }
+
+    async fn read_chunk_once(
+        &self,
+        ost: u32,
+        fid: Fid,
+        obj_off: u64,
+        len: u64,
+        buf: PoolBuf,
+    ) -> std::result::Result<(PoolBuf, u64), (ClientError, PoolBuf)> {
+        let ex = match self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Write) {
+            Ok(ex) => ex,
+            Err(e) => return Err((e.errno().into(), buf)),
+        };
         let req = OstRequest::Read { fid, offset: obj_off, len, segs: vec![ex.handle()] };
         let reply = self.ost(ost, &req).await;
         drop(ex);
-        match reply? {
-            OstReply::ReadDone { len: got, crc } => {
+        match reply {
+            Ok(OstReply::ReadDone { len: got, crc }) => {
                 let have = crc32c::crc32c(&buf[..got as usize]);
                 if have != crc {
-                    return Err(ClientError::Checksum { ost, want: crc, got: have });
+                    return Err((ClientError::Checksum { ost, want: crc, got: have }, buf));
                 }
                 Ok((buf, got))
             }
-            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+            Ok(_) => Err((ClientError::UnexpectedReply { service: "OST" }, buf)),
+            Err(e) => Err((e, buf)),
         }
     }
 }
