@@ -264,6 +264,16 @@ const FABRIC: &[FamilySpec] = &[
     ),
     FamilySpec::counter("glint_fabric_rpc_bad_messages_total", "Messages with a malformed RPC header.", &[]),
     FamilySpec::counter(
+        "glint_fabric_rpc_dispatch_overflows_total",
+        "Requests served on the network runtime because their partition's queue was full.",
+        &[],
+    ),
+    FamilySpec::gauge(
+        "glint_fabric_rpc_service_threads",
+        "Pinned RPC service threads, per CPU partition.",
+        &["cpt"],
+    ),
+    FamilySpec::counter(
         "glint_fabric_tcp_fallbacks_total",
         "Calls to a peer of an RDMA network that went over tcp instead.",
         &[],
@@ -333,6 +343,10 @@ impl Collector for FabricCollector {
         s.add("glint_fabric_rpc_replays_total", &[], load(&r.replays));
         s.add("glint_fabric_rpc_bad_messages_total", &[], load(&r.bad_messages));
         s.add("glint_fabric_tcp_fallbacks_total", &[], load(&r.tcp_fallbacks));
+        s.add("glint_fabric_rpc_dispatch_overflows_total", &[], load(&r.dispatch_overflows));
+        for (cpt, n) in self.ep.service_threads().into_iter().enumerate() {
+            s.add("glint_fabric_rpc_service_threads", &[&cpt.to_string()], n as f64);
+        }
         s.add("glint_fabric_rpcs_in_flight", &[], self.ep.in_flight() as f64);
         s.add("glint_fabric_rpcs_serving", &[], load(&r.serving));
         let mut out = s.finish();

@@ -17,6 +17,7 @@ const ECHO: u16 = 1;
 const PULL: u16 = 2;
 const PUSH: u16 = 3;
 const SLOW_COUNT: u16 = 4;
+const WHERE: u16 = 5;
 
 /// A loopback address of this test's own, so tests run in parallel.
 fn unique_nid() -> Nid {
@@ -69,6 +70,7 @@ impl Service for TestService {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     Ok(self.runs.fetch_add(1, Ordering::SeqCst).to_le_bytes().to_vec())
                 }
+                WHERE => Ok(std::thread::current().name().unwrap_or("").as_bytes().to_vec()),
                 _ => Err(Errno::EOPNOTSUPP),
             }
         })
@@ -108,6 +110,21 @@ async fn immediate_and_bulk_both_ways() {
     assert_eq!(err.errno(), Errno::EOPNOTSUPP);
     let err = client.call(srv, PORTAL + 1, ECHO, b"").await.err().unwrap();
     assert_eq!(err.errno(), Errno::EOPNOTSUPP);
+}
+
+#[tokio::test]
+async fn requests_run_on_pinned_service_threads_not_the_network_runtime() {
+    let (server, client, srv, _) = pair().await;
+    let threads = server.service_threads();
+    assert!(!threads.is_empty() && threads.iter().all(|&n| n >= 1), "{threads:?}");
+    for _ in 0..8 {
+        let r = client.call(srv, PORTAL, WHERE, b"").await.unwrap();
+        let name = String::from_utf8_lossy(r.body()).into_owned();
+        assert!(name.starts_with("ptlrpc"), "served on {name:?}");
+    }
+    // A client with no services starts no service threads.
+    assert!(client.service_threads().is_empty());
+    assert_eq!(server.stats().dispatch_overflows.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

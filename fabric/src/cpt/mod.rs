@@ -17,7 +17,7 @@ mod error;
 mod nic;
 mod partition;
 mod pattern;
-mod pool;
+pub(crate) mod pool;
 mod table;
 mod topology;
 

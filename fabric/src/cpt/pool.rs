@@ -366,7 +366,7 @@ impl<T: Send + 'static> Drop for CptPool<T> {
     }
 }
 
-fn thread_counts(table: &CptTable, config: &CptPoolConfig) -> Result<Vec<usize>, CptError> {
+pub(crate) fn thread_counts(table: &CptTable, config: &CptPoolConfig) -> Result<Vec<usize>, CptError> {
     let bad = |reason: String| Err(CptError::PoolConfig(format!("{}: {reason}", config.name)));
     if table.is_empty() {
         return bad("no CPU partitions".into());
@@ -391,7 +391,7 @@ fn thread_counts(table: &CptTable, config: &CptPoolConfig) -> Result<Vec<usize>,
 /// Pins the calling thread to its partition and prefers the partition's
 /// memory; either failing costs locality, not correctness, so it is a
 /// warning.
-fn pin(name: &str, cpt: &Cpt) -> bool {
+pub(crate) fn pin(name: &str, cpt: &Cpt) -> bool {
     if let Err(e) = crate::numa::prefer_node_for_current_thread(cpt.home_node()) {
         tracing::debug!(thread = %name, node = cpt.home_node(), error = %e, "thread memory stays unbound");
     }

@@ -1,6 +1,8 @@
+use super::dispatch::{Dispatcher, Job};
 use super::header::{FLAG_RESEND, Kind, RPC_HEADER_LEN, RPC_VERSION, RpcHeader};
 use super::reply_cache::{Begin, ReplyCache};
 use super::timeout::{AdaptiveTimeouts, TimeoutBounds};
+use crate::cpt::{CptConfig, CptPoolConfig, CptTable};
 use crate::lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
 use crate::memory::{BulkHandle, MemoryRegistry};
 use crate::metrics::OpHistograms;
@@ -24,6 +26,11 @@ pub struct EndpointConfig {
     /// error. Lustre's "hard mount" waits forever; a bound keeps a dead
     /// server from hanging tools for good.
     pub retry_limit: Duration,
+    /// How the machine is cut into CPU partitions for service threads.
+    pub cpts: CptConfig,
+    /// The service threads that run requests: their name, how many per
+    /// partition, and each partition's queue depth.
+    pub service: CptPoolConfig,
 }
 
 impl EndpointConfig {
@@ -32,6 +39,8 @@ impl EndpointConfig {
             tcp: TcpConfig::new(nid, crate::Pid::SERVER, true),
             timeouts: TimeoutBounds::default(),
             retry_limit: Duration::from_secs(120),
+            cpts: CptConfig::PerNumaNode,
+            service: service_threads(),
         }
     }
 
@@ -42,8 +51,19 @@ impl EndpointConfig {
             tcp: TcpConfig::new(nid, crate::Pid::next_client(), false),
             timeouts: TimeoutBounds::default(),
             retry_limit: Duration::from_secs(120),
+            cpts: CptConfig::PerNumaNode,
+            service: service_threads(),
         }
     }
+}
+
+/// One thread per core of each partition: handlers await rather than
+/// block, so a thread serves many requests at once. The queue holds what
+/// a few hundred peers' credits let them send.
+fn service_threads() -> CptPoolConfig {
+    let mut c = CptPoolConfig::new("ptlrpc");
+    c.queue_depth = 4096;
+    c
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +165,9 @@ pub struct RpcStats {
     pub bad_messages: AtomicU64,
     /// Requests being served now.
     pub serving: AtomicU64,
+    /// Requests served on the network runtime because their partition's
+    /// queue was full.
+    pub dispatch_overflows: AtomicU64,
     /// Calls to a peer on an RDMA network that went over tcp instead. The
     /// endpoint routes only tcp today, so this stays 0 until o2ib is wired in.
     pub tcp_fallbacks: AtomicU64,
@@ -161,6 +184,10 @@ struct Inner {
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
     services: RwLock<HashMap<u16, Portal>>,
+    /// Service threads, started with the first service.
+    dispatch: OnceLock<Option<Dispatcher>>,
+    /// The runtime the endpoint started on: the network side's.
+    rt: tokio::runtime::Handle,
     /// Time to serve a request, per portal and opcode.
     latency: HistogramVec,
     replies: ReplyCache,
@@ -251,6 +278,8 @@ impl Endpoint {
             pending: Mutex::new(BTreeMap::new()),
             peer_events: Mutex::new(HashMap::new()),
             services: RwLock::new(HashMap::new()),
+            dispatch: OnceLock::new(),
+            rt: tokio::runtime::Handle::current(),
             replies: ReplyCache::default(),
             next_xid: AtomicU64::new(first_xid),
             stats: RpcStats::default(),
@@ -292,7 +321,23 @@ impl Endpoint {
         &self.inner.latency
     }
 
+    /// Pinned service threads per CPU partition (none before the first
+    /// service is registered, or where they could not start).
+    pub fn service_threads(&self) -> Vec<usize> {
+        self.inner.dispatch.get().and_then(Option::as_ref).map(|d| d.threads().to_vec()).unwrap_or_default()
+    }
+
     pub fn register(&self, portal: u16, service: Arc<dyn Service>) {
+        let cfg = &self.inner.cfg;
+        self.inner.dispatch.get_or_init(|| {
+            match CptTable::detect(&cfg.cpts).and_then(|t| Dispatcher::start(&t, &cfg.service)) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no service threads; requests run on the network runtime");
+                    None
+                }
+            }
+        });
         let hist = Arc::new(OpHistograms::new(self.inner.latency.clone(), &[&portal.to_string()]));
         self.inner.services.write().expect("services lock").insert(portal, (service, hist));
     }
@@ -434,7 +479,7 @@ impl Endpoint {
                 };
                 let ep = self.clone();
                 inner.stats.serving.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
+                let job: Job = Box::pin(async move {
                     let started = Instant::now();
                     // A handler that panics answers EIO instead of leaving
                     // the client to time out, and the server keeps serving.
@@ -448,8 +493,25 @@ impl Endpoint {
                     ep.inner.stats.serving.fetch_sub(1, Ordering::Relaxed);
                     ep.send_reply(from, &header, response, took, true).await;
                 });
+                self.dispatch(from, job);
             }
         }
+    }
+
+    /// Hands a request to a service thread of the peer's partition.
+    fn dispatch(&self, from: ProcessId, job: Job) {
+        let inner = &self.inner;
+        let job = match inner.dispatch.get().and_then(Option::as_ref) {
+            Some(d) => match d.submit(d.cpt_of(from), job) {
+                Ok(()) => return,
+                Err(job) => {
+                    inner.stats.dispatch_overflows.fetch_add(1, Ordering::Relaxed);
+                    job
+                }
+            },
+            None => job,
+        };
+        inner.rt.spawn(job);
     }
 
     fn spawn_reply(&self, to: ProcessId, req: &RpcHeader, response: Response, took: Duration, cache: bool) {

@@ -3,6 +3,7 @@
 //! timeouts, resend with the same xid after a lost connection, and a reply
 //! cache so a resent request runs once.
 
+mod dispatch;
 mod endpoint;
 mod header;
 mod reply_cache;

@@ -113,6 +113,10 @@ pub(crate) struct Inner {
     next_set: AtomicU64,
     stats: TcpStats,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The runtime the NI started on. Sockets are made and their tasks run
+    /// there, even when the first send comes from a service thread's own
+    /// runtime, so no connection depends on a runtime that may stop first.
+    rt: tokio::runtime::Handle,
 }
 
 /// A tcp network interface.
@@ -184,10 +188,14 @@ impl Inner {
         if let Some(set) = self.current(id) {
             return Ok(set);
         }
-        let (set, readers) = hello::connect(self, id).await?;
-        self.install(set.clone());
-        hello::start_readers(self, &set, readers);
-        Ok(set)
+        let lnd = self.clone();
+        let made = self.rt.spawn(async move {
+            let (set, readers) = hello::connect(&lnd, id).await?;
+            lnd.install(set.clone());
+            hello::start_readers(&lnd, &set, readers);
+            Ok(set)
+        });
+        made.await.unwrap_or(Err(LndError::Shutdown))
     }
 
     fn cookie(&self) -> u64 {
@@ -224,6 +232,7 @@ impl TcpLnd {
             next_set: AtomicU64::new(1),
             stats: TcpStats::default(),
             shutdown,
+            rt: tokio::runtime::Handle::current(),
         });
         if let Some(l) = listener {
             tokio::spawn(hello::accept_loop(inner.clone(), l));
