@@ -97,6 +97,12 @@ pub(super) struct ConnSet {
     pub credits: Semaphore,
     /// Credits this node owes the peer for messages it has consumed.
     to_return: AtomicU32,
+    /// Owed credits that make it worth a frame of their own (half the
+    /// grant, as o2iblnd's high-water mark). Fewer ride back on the next
+    /// message: a request/reply exchange then sends no credit-only frame.
+    /// A sender that has run out has all its credits owed to it, which is
+    /// at least this many, so it is never left waiting.
+    credit_highwater: u32,
     credit_notify: Notify,
     pub pending: Mutex<HashMap<u64, Pending>>,
     dead: AtomicBool,
@@ -151,6 +157,7 @@ impl ConnSet {
             next_bulk: AtomicUsize::new(0),
             credits: Semaphore::new(peer_credits as usize),
             to_return: AtomicU32::new(0),
+            credit_highwater: (peer_credits as u32 / 2).max(1),
             credit_notify: Notify::new(),
             pending: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
@@ -234,8 +241,9 @@ impl ConnSet {
 
     /// A received message was consumed: its buffer is free again.
     fn return_credit(&self) {
-        self.to_return.fetch_add(1, Ordering::AcqRel);
-        self.credit_notify.notify_one();
+        if self.to_return.fetch_add(1, Ordering::AcqRel) + 1 >= self.credit_highwater {
+            self.credit_notify.notify_one();
+        }
     }
 
     /// Sends owed credits when no other traffic carried them back.
