@@ -4,6 +4,7 @@
 use crate::error::{ClientError, Result};
 use crate::metrics::{ClientMetrics, OstLinkStats};
 use crate::mount_spec::MountSpec;
+use crate::tunables::{Brw, ClientTunables, InFlight, Live};
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, Nid, Pid, ProcessId};
 use proto::{
@@ -12,40 +13,11 @@ use proto::{
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tokio::sync::Semaphore;
-
-/// Tunables, named as `lctl get_param osc.*.*` names them.
-#[derive(Clone, Debug)]
-pub struct ClientTunables {
-    /// Bytes per bulk RPC (`max_pages_per_rpc` × 4 KiB).
-    pub rpc_size: usize,
-    /// RPCs in flight per OST (`max_rpcs_in_flight`).
-    pub max_rpcs_in_flight: usize,
-    /// Buffers for I/O from memory that was not registered.
-    pub io_buffers: usize,
-    /// How long a request to a server that does not answer is resent
-    /// before the caller gets ETIMEDOUT.
-    pub retry_limit: std::time::Duration,
-    /// The port the file system's servers listen on.
-    pub port: u16,
-}
-
-impl Default for ClientTunables {
-    fn default() -> Self {
-        ClientTunables {
-            rpc_size: 1 << 20,
-            max_rpcs_in_flight: 8,
-            io_buffers: 32,
-            retry_limit: std::time::Duration::from_secs(120),
-            port: fabric::tcp::cluster_port(),
-        }
-    }
-}
 
 pub(crate) struct OstLink {
     pub peer: ProcessId,
     pub index: u32,
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: InFlight,
     /// Operations, bytes and latencies of the RPCs to this OST, for metrics.
     pub stats: OstLinkStats,
 }
@@ -60,6 +32,8 @@ pub struct Client {
     config: RwLock<FsConfig>,
     pub(crate) osts: RwLock<HashMap<u32, Arc<OstLink>>>,
     pub(crate) tunables: ClientTunables,
+    /// What `lctl set_param` changes while the mount runs.
+    pub(crate) live: Live,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) metrics: ClientMetrics,
 }
@@ -136,6 +110,7 @@ impl Client {
             root: Fid::ROOT,
             config: RwLock::new(config.clone()),
             osts: RwLock::new(HashMap::new()),
+            live: Live::new(&tunables),
             tunables,
             pool,
             metrics,
@@ -167,7 +142,7 @@ impl Client {
                 Arc::new(OstLink {
                     peer: server(t.nids[0]),
                     index: t.index,
-                    in_flight: Arc::new(Semaphore::new(self.tunables.max_rpcs_in_flight)),
+                    in_flight: InFlight::new(self.tunables.max_rpcs_in_flight),
                     stats: self.metrics.ost_link(&self.spec.fsname, t.index),
                 })
             });
@@ -198,8 +173,10 @@ impl Client {
         &self.ep
     }
 
-    pub fn tunables(&self) -> &ClientTunables {
-        &self.tunables
+    /// The tunables as they are now (the RPC size may have been changed
+    /// since mount; `max_rpcs_in_flight` is the default for new OSTs).
+    pub fn tunables(&self) -> ClientTunables {
+        ClientTunables { rpc_size: self.rpc_size(), ..self.tunables.clone() }
     }
 
     pub(crate) async fn ost_link(&self, index: u32) -> Result<Arc<OstLink>> {
@@ -458,7 +435,7 @@ impl ClientRef {
 
 /// One OST RPC, within that OST's in-flight limit.
 async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<OstReply> {
-    let _slot = link.in_flight.acquire().await.expect("semaphore never closed");
+    let _slot = link.in_flight.acquire(Brw::of(req)).await;
     let call = OstCall { target: link.index, op: req.clone() };
     let started = std::time::Instant::now();
     let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(&call)).await;

@@ -116,7 +116,7 @@ impl Client {
         check_range(off, data.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
-        for chunk in plan(r0, off, data.len() as u64, self.tunables.rpc_size as u64) {
+        for chunk in plan(r0, off, data.len() as u64, self.rpc_size() as u64) {
             let mut buf = self.pool.get().await;
             let mut at = 0usize;
             for (file_off, n) in &chunk.pieces {
@@ -183,7 +183,7 @@ impl Client {
         check_range(off, buf.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
-        for chunk in plan(r0, off, buf.len() as u64, self.tunables.rpc_size as u64) {
+        for chunk in plan(r0, off, buf.len() as u64, self.rpc_size() as u64) {
             let mut segs = Vec::with_capacity(chunk.pieces.len());
             let mut exposures = Vec::with_capacity(chunk.pieces.len());
             let mut crc = 0u32;
@@ -224,7 +224,7 @@ impl Client {
         // short object inside that range is a hole.
         let mut end_seen = off;
         let mut short = false;
-        for chunk in plan(r0, off, out.len() as u64, self.tunables.rpc_size as u64) {
+        for chunk in plan(r0, off, out.len() as u64, self.rpc_size() as u64) {
             // Each result is copied out as soon as it arrives, which gives its
             // buffer back: a read larger than the pool never waits on itself.
             let buf = loop {

@@ -9,8 +9,13 @@ pub mod fuse;
 mod io;
 pub mod metrics;
 mod mount_spec;
+mod tunables;
 
-pub use client::{Client, ClientTunables, process_cred};
+pub use client::{Client, process_cred};
 pub use error::{ClientError, Result};
 pub use fuse::{MountError, MountGuard, MountOptions};
 pub use mount_spec::MountSpec;
+pub use tunables::{
+    ClientTunables, MAX_RPCS_IN_FLIGHT, PAGE_SIZE, RpcStats, TunableError, check_pages_per_rpc,
+    check_rpcs_in_flight,
+};

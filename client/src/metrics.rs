@@ -95,7 +95,6 @@ impl Collector for ClientCollector {
         let mut s = self.families.scrape();
         let links: Vec<Arc<OstLink>> =
             self.client.osts.read().expect("osts lock").values().cloned().collect();
-        let max = self.client.tunables.max_rpcs_in_flight;
         let fsname = self.client.fsname();
         for link in links {
             let name = format!("{fsname}-OST{:04x}", link.index);
@@ -106,9 +105,8 @@ impl Collector for ClientCollector {
                 &l,
                 link.stats.write_bytes.load(Ordering::Relaxed) as f64,
             );
-            let busy = max.saturating_sub(link.in_flight.available_permits());
-            s.add("glint_client_rpcs_in_flight", &l, busy as f64);
-            s.add("glint_client_max_rpcs_in_flight", &l, max as f64);
+            s.add("glint_client_rpcs_in_flight", &l, link.in_flight.in_flight() as f64);
+            s.add("glint_client_max_rpcs_in_flight", &l, link.in_flight.limit() as f64);
         }
         let mut out = s.finish();
         out.extend(self.client.metrics.latency.collect());

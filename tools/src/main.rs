@@ -2,11 +2,13 @@
 //! targets, mount it, and the Lustre tools (lfs, lctl, lnetctl) users know.
 
 mod bench;
+mod lctl;
 mod lfs;
 mod lnetctl;
 mod metrics;
 mod mount;
 mod servers;
+mod sized;
 mod spec;
 mod up;
 
@@ -43,6 +45,9 @@ enum Cmd {
     /// Lustre's lfs: striping, space, find and FIDs, through the client library.
     #[command(subcommand)]
     Lfs(lfs::LfsCmd),
+    /// Lustre's lctl: dl, get_param, set_param, list_param, ping, on this node's glint processes.
+    #[command(subcommand)]
+    Lctl(lctl::LctlCmd),
     /// Lustre's lnetctl: net show, peer show, ping, stats show.
     #[command(subcommand)]
     Lnetctl(lnetctl::LnetctlCmd),
@@ -93,7 +98,7 @@ fn run() -> Result<i32> {
     let args: Vec<String> = std::env::args().collect();
     // `mount -t fuse.glint SPEC DIR -o OPTS` runs `mount.fuse.glint SPEC DIR -o OPTS`.
     let argv0 = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
-    let cli = if argv0 == "lfs" || argv0 == "lnetctl" {
+    let cli = if argv0 == "lfs" || argv0 == "lnetctl" || argv0 == "lctl" {
         let mut v = vec!["glint".to_string(), argv0.clone()];
         v.extend(args.into_iter().skip(1));
         Cli::parse_from(v)
@@ -115,6 +120,7 @@ fn run() -> Result<i32> {
         Cmd::Mount(a) => mount::mount(a).map(|_| 0),
         Cmd::Umount(a) => mount::umount(a).map(|_| 0),
         Cmd::Lfs(c) => runtime()?.block_on(lfs::run(c)),
+        Cmd::Lctl(c) => runtime()?.block_on(lctl::run(c)),
         Cmd::Lnetctl(c) => runtime()?.block_on(lnetctl::run(c)),
         Cmd::Bench(BenchCmd::Fabric(a)) => runtime()?.block_on(bench::fabric::run(a)).map(|_| 0),
         Cmd::Bench(BenchCmd::Ost(a)) => runtime()?.block_on(bench::ost::run(a)).map(|_| 0),

@@ -11,8 +11,9 @@ pub struct MountArgs {
     /// MGSNID:/FSNAME, as `mount -t lustre` takes it.
     pub spec: String,
     pub dir: PathBuf,
-    /// Comma-separated options: ro, rw, allow_other, noatime, ... (the
-    /// ones glint has no use for are accepted and ignored, as mount does).
+    /// Comma-separated options: ro, rw, allow_other, max_pages_per_rpc=N,
+    /// max_rpcs_in_flight=N, noatime, ... (the ones glint has no use for
+    /// are accepted and ignored, as mount does).
     #[arg(short = 'o')]
     pub options: Option<String>,
     /// Go to the background once mounted (default: serve in the foreground).
@@ -29,6 +30,12 @@ pub struct MountArgs {
 pub fn mount(a: MountArgs) -> Result<()> {
     let mut opts = MountOptions::default();
     for o in a.options.as_deref().unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        if let Some((key, value)) = o.split_once('=')
+            && let Some(apply) = tunable_option(key)
+        {
+            apply(&mut opts.tunables, value).with_context(|| format!("mount option `{o}`"))?;
+            continue;
+        }
         match o {
             "ro" => opts.read_only = true,
             "rw" => opts.read_only = false,
@@ -76,18 +83,56 @@ pub fn mount(a: MountArgs) -> Result<()> {
     opts.tunables.port = a.port;
     let metrics = a.metrics.clone();
     client::fuse::mount_then(&a.spec, &a.dir, opts, |client, rt| {
+        let registry = crate::metrics::client_registry(client).map_err(std::io::Error::other)?;
+        let _in = rt.enter();
+        // The mount serves the file system without lctl; only warn.
+        if let Err(e) =
+            crate::lctl::control::serve(crate::lctl::mount::MountNode::new(client, registry.clone()))
+        {
+            tracing::warn!(error = %e, "lctl will not see this mount");
+            eprintln!("glint mount: lctl will not see this mount: {e}");
+        }
         let Some(addr) = metrics else { return Ok(()) };
         // Bound here, before serving, so a taken address fails the mount.
         let listener = std::net::TcpListener::bind(&addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))?;
         listener.set_nonblocking(true)?;
-        let registry = crate::metrics::client_registry(client).map_err(std::io::Error::other)?;
-        let _in = rt.enter();
         let listener = tokio::net::TcpListener::from_std(listener)?;
         rt.spawn(crate::metrics::http::serve(listener, registry));
         Ok(())
     })
     .with_context(|| format!("mounting {} on {}", a.spec, a.dir.display()))
+}
+
+/// The most `-o max_pages_per_rpc` may ask for: 4 MiB, the largest bulk
+/// RPC an OSS takes by default (and Lustre's usual ceiling).
+const MOUNT_MAX_PAGES_PER_RPC: usize = 1024;
+
+type TunableSetter = fn(&mut client::ClientTunables, &str) -> Result<()>;
+
+/// The client tunables a mount takes as `-o NAME=VALUE`, as their starting
+/// values; `lctl set_param` changes them later. `max_pages_per_rpc` also
+/// sizes the mount's I/O buffers, so it is the ceiling set_param can raise
+/// it to.
+fn tunable_option(key: &str) -> Option<TunableSetter> {
+    fn number(v: &str) -> Result<usize> {
+        v.parse().with_context(|| format!("`{v}` is not a whole number"))
+    }
+    match key {
+        "max_pages_per_rpc" => Some(|t, v| {
+            let pages = number(v)?;
+            client::check_pages_per_rpc(pages, MOUNT_MAX_PAGES_PER_RPC)?;
+            t.rpc_size = pages * client::PAGE_SIZE;
+            Ok(())
+        }),
+        "max_rpcs_in_flight" => Some(|t, v| {
+            let n = number(v)?;
+            client::check_rpcs_in_flight(n)?;
+            t.max_rpcs_in_flight = n;
+            Ok(())
+        }),
+        _ => None,
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,4 +146,23 @@ pub fn umount(a: UmountArgs) -> Result<()> {
         bail!("cannot unmount {} (busy, or not a glint mount)", a.dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunables_as_mount_options() {
+        let mut t = client::ClientTunables::default();
+        tunable_option("max_pages_per_rpc").unwrap()(&mut t, "1024").unwrap();
+        tunable_option("max_rpcs_in_flight").unwrap()(&mut t, "32").unwrap();
+        assert_eq!((t.rpc_size, t.max_rpcs_in_flight), (4 << 20, 32));
+        let set = tunable_option("max_pages_per_rpc").unwrap();
+        assert!(set(&mut t, "2048").unwrap_err().to_string().contains("1024 pages"));
+        assert!(set(&mut t, "100").unwrap_err().to_string().contains("power of two"));
+        assert!(tunable_option("max_rpcs_in_flight").unwrap()(&mut t, "0").is_err());
+        assert_eq!(t.rpc_size, 4 << 20, "a refused value changes nothing");
+        assert!(tunable_option("noatime").is_none());
+    }
 }

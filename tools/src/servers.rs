@@ -70,9 +70,11 @@ pub async fn mds(a: MdsArgs) -> Result<()> {
         root_squash: a.root_squash,
     };
     let h = mds::Mds::start(cfg).await.with_context(|| format!("starting the MDS on {}", a.dir.display()))?;
+    let registry = crate::metrics::mds_registry(&h)?;
     if let Some(addr) = &a.metrics {
-        crate::metrics::serve(addr, crate::metrics::mds_registry(&h)?).await?;
+        crate::metrics::serve(addr, registry.clone()).await?;
     }
+    lctl_serve(crate::lctl::servers::MdsNode::new(&h, registry));
     eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
@@ -109,9 +111,11 @@ pub async fn oss(a: OssArgs) -> Result<()> {
     cfg.port = a.port;
     cfg.metrics = a.metrics.clone();
     let h = ost::Oss::start(cfg).await.context("starting the OSS")?;
+    let registry = crate::metrics::oss_registry(&h)?;
     if let Some(addr) = &a.metrics {
-        crate::metrics::serve(addr, crate::metrics::oss_registry(&h)?).await?;
+        crate::metrics::serve(addr, registry.clone()).await?;
     }
+    lctl_serve(crate::lctl::servers::OssNode::new(&h, registry));
     eprintln!("glint oss: serving {} target(s) on {} port {}", a.osts.len(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
@@ -122,6 +126,15 @@ pub async fn oss(a: OssArgs) -> Result<()> {
     }
     eprintln!("glint oss: stopped");
     Ok(())
+}
+
+/// Makes this server visible to `lctl` on this node. A server without
+/// it still serves the file system, so a failure is only a warning.
+fn lctl_serve(node: std::sync::Arc<dyn crate::lctl::params::Node>) {
+    if let Err(e) = crate::lctl::control::serve(node) {
+        tracing::warn!(error = %e, "lctl will not see this process");
+        eprintln!("glint: lctl will not see this process: {e}");
+    }
 }
 
 async fn wait_for_stop() {

@@ -59,6 +59,13 @@ pub struct UpArgs {
     /// Prometheus metrics on 127.0.0.1 from this port on: the MDS, each OSS, then the mount.
     #[arg(long, default_value_t = 9700)]
     pub metrics_port: u16,
+    /// Size of each OST (e.g. 10G): a loop-mounted ext4 image of that size
+    /// per OST, which `lfs df` shows and writes cannot exceed (needs root).
+    #[arg(long, value_parser = crate::sized::parse)]
+    pub ost_size: Option<u64>,
+    /// Size of the MDT, the same way.
+    #[arg(long, value_parser = crate::sized::parse)]
+    pub mdt_size: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +96,11 @@ struct State {
     /// root directory once the MDS runs here.
     #[serde(default)]
     default_stripe: Option<proto::StripeSpec>,
+    /// Bytes of each OST's image when the OSTs were made with a size.
+    #[serde(default)]
+    ost_size: Option<u64>,
+    #[serde(default)]
+    mdt_size: Option<u64>,
 }
 
 impl State {
@@ -101,6 +113,18 @@ impl State {
         let text = fs::read_to_string(&path)
             .with_context(|| format!("no file system under {} (run `glint up` first)", dir.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    /// The target directories that are loop-mounted images.
+    fn sized_dirs(&self, dir: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if self.mdt_size.is_some() {
+            v.push(dir.join("mdt"));
+        }
+        if self.ost_size.is_some() {
+            v.extend(self.local_osts.iter().map(|i| dir.join(format!("ost{i}"))));
+        }
+        v
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
@@ -197,6 +221,11 @@ pub async fn up(a: UpArgs) -> Result<()> {
         fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let state = if let Some(spec) = &a.spec {
+        if a.ost_size.is_some() || a.mdt_size.is_some() {
+            bail!(
+                "--ost-size and --mdt-size are for `glint up` without a spec: a spec names target directories"
+            );
+        }
         state_from_spec(spec, a.host.clone(), mount.clone(), a.no_mount)?
     } else {
         match State::load(&dir) {
@@ -204,12 +233,27 @@ pub async fn up(a: UpArgs) -> Result<()> {
                 if s.fsname != a.fsname {
                     bail!("{} holds file system `{}`, not `{}`", dir.display(), s.fsname, a.fsname);
                 }
+                for (what, asked, made) in
+                    [("--ost-size", a.ost_size, s.ost_size), ("--mdt-size", a.mdt_size, s.mdt_size)]
+                {
+                    if asked.is_some() && asked != made {
+                        bail!(
+                            "{what}: the targets under {} were made {}; a size cannot change after formatting",
+                            dir.display(),
+                            made.map(|b| format!("with {}", human(b)))
+                                .unwrap_or_else(|| "without a size".into())
+                        );
+                    }
+                }
                 State { mount: mount.clone().or(s.mount.clone()), ..s }
             }
             Err(_) => format_new(&dir, &a, mount.clone())?,
         }
     };
     state.save(&dir)?;
+    for d in state.sized_dirs(&dir) {
+        crate::sized::attach(&d)?;
+    }
 
     let mut started = Vec::new();
     for s in &state.servers {
@@ -286,6 +330,9 @@ async fn wait_mgs(dir: &Path, state: &State, mds: &mut std::process::Child) -> R
 
 fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
     let mdt = dir.join("mdt");
+    if let Some(size) = a.mdt_size {
+        crate::sized::create(&mdt, size).context("making the MDT's image")?;
+    }
     mds::format(&mdt, &a.fsname).with_context(|| format!("formatting the MDT in {}", mdt.display()))?;
     let mgs = "127.0.0.1@tcp".to_string();
     let port = a.port.to_string();
@@ -306,6 +353,9 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
     }];
     for i in 0..a.osts {
         let odir = dir.join(format!("ost{i}"));
+        if let Some(size) = a.ost_size {
+            crate::sized::create(&odir, size).with_context(|| format!("making OST {i}'s image"))?;
+        }
         fs::create_dir_all(&odir)?;
         ost::ObjectStore::format(&odir, &a.fsname, i).with_context(|| format!("formatting OST {i}"))?;
         // Every OSS gets a loopback address of its own, so each is a
@@ -340,6 +390,8 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
         servers,
         local_osts: (0..a.osts).collect(),
         default_stripe: None,
+        ost_size: a.ost_size,
+        mdt_size: a.mdt_size,
     })
 }
 
@@ -393,6 +445,8 @@ fn state_from_spec(
             }),
             _ => None,
         },
+        ost_size: None,
+        mdt_size: None,
         servers: servers
             .into_iter()
             .map(|s| ServerState { name: s.name, nid: s.nid, args: s.args })
@@ -497,6 +551,11 @@ fn print_summary(dir: &Path, state: &State, config: &FsConfig, mount_metrics: &s
         };
         println!("  {:<6} {:<22} {:<16} pid {pid}", s.name, targets, s.nid);
     }
+    for (what, size) in [("OST", state.ost_size), ("MDT", state.mdt_size)] {
+        if let Some(b) = size {
+            println!("  each {what} is a {} ext4 image, loop-mounted on its directory", human(b));
+        }
+    }
     let mut metrics: Vec<String> = state.servers.iter().filter_map(metrics_of).map(String::from).collect();
     if state.mount.is_some() {
         metrics.push(mount_metrics.to_string());
@@ -575,6 +634,9 @@ pub fn down(a: StateArgs) -> Result<()> {
             println!("stopped {}", s.name);
             stopped += 1;
         }
+    }
+    for d in state.sized_dirs(&dir) {
+        crate::sized::detach(&d)?;
     }
     if stopped == 0 {
         println!("nothing was running for {}", dir.display());
