@@ -82,15 +82,18 @@ pub fn mount(a: MountArgs) -> Result<()> {
     }
     opts.tunables.port = a.port;
     let metrics = a.metrics.clone();
+    // Held until the file system is unmounted and this function returns.
+    let mut lctl = None;
     client::fuse::mount_then(&a.spec, &a.dir, opts, |client, rt| {
         let registry = crate::metrics::client_registry(client).map_err(std::io::Error::other)?;
         let _in = rt.enter();
         // The mount serves the file system without lctl; only warn.
-        if let Err(e) =
-            crate::lctl::control::serve(crate::lctl::mount::MountNode::new(client, registry.clone()))
-        {
-            tracing::warn!(error = %e, "lctl will not see this mount");
-            eprintln!("glint mount: lctl will not see this mount: {e}");
+        match crate::lctl::control::serve(crate::lctl::mount::MountNode::new(client, registry.clone())) {
+            Ok(registered) => lctl = Some(registered),
+            Err(e) => {
+                tracing::warn!(error = %e, "lctl will not see this mount");
+                eprintln!("glint mount: lctl will not see this mount: {e}");
+            }
         }
         let Some(addr) = metrics else { return Ok(()) };
         // Bound here, before serving, so a taken address fails the mount.

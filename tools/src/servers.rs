@@ -74,7 +74,7 @@ pub async fn mds(a: MdsArgs) -> Result<()> {
     if let Some(addr) = &a.metrics {
         crate::metrics::serve(addr, registry.clone()).await?;
     }
-    lctl_serve(crate::lctl::servers::MdsNode::new(&h, registry));
+    let _lctl = lctl_serve(crate::lctl::servers::MdsNode::new(&h, registry));
     eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
@@ -115,7 +115,7 @@ pub async fn oss(a: OssArgs) -> Result<()> {
     if let Some(addr) = &a.metrics {
         crate::metrics::serve(addr, registry.clone()).await?;
     }
-    lctl_serve(crate::lctl::servers::OssNode::new(&h, registry));
+    let _lctl = lctl_serve(crate::lctl::servers::OssNode::new(&h, registry));
     eprintln!("glint oss: serving {} target(s) on {} port {}", a.osts.len(), a.nid, a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
@@ -130,11 +130,15 @@ pub async fn oss(a: OssArgs) -> Result<()> {
 
 /// Makes this server visible to `lctl` on this node. A server without
 /// it still serves the file system, so a failure is only a warning.
-fn lctl_serve(node: std::sync::Arc<dyn crate::lctl::params::Node>) {
-    if let Err(e) = crate::lctl::control::serve(node) {
-        tracing::warn!(error = %e, "lctl will not see this process");
-        eprintln!("glint: lctl will not see this process: {e}");
-    }
+fn lctl_serve(
+    node: std::sync::Arc<dyn crate::lctl::params::Node>,
+) -> Option<crate::lctl::rundir::Registered> {
+    crate::lctl::control::serve(node)
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "lctl will not see this process");
+            eprintln!("glint: lctl will not see this process: {e}");
+        })
+        .ok()
 }
 
 async fn wait_for_stop() {

@@ -71,13 +71,14 @@ async fn lctl_reads_and_tunes_a_running_file_system() {
     let run = tempfile::tempdir().unwrap();
     let dir = run.path().to_path_buf();
     let c = Client::mount(&fs.spec()).await.unwrap();
-    serve_in(&dir, MdsNode::new(&fs.mds, metrics::mds_registry(&fs.mds).unwrap())).unwrap();
+    let mut registered =
+        vec![serve_in(&dir, MdsNode::new(&fs.mds, metrics::mds_registry(&fs.mds).unwrap())).unwrap()];
     for o in &fs.osses {
-        serve_in(&dir, OssNode::new(o, metrics::oss_registry(o).unwrap())).unwrap();
+        registered.push(serve_in(&dir, OssNode::new(o, metrics::oss_registry(o).unwrap())).unwrap());
     }
     let node = MountNode::new(&c, metrics::client_registry(&c).unwrap());
     let osc0 = node.osc_name(0);
-    serve_in(&dir, node).unwrap();
+    registered.push(serve_in(&dir, node).unwrap());
 
     // dl: every device of every process, numbered from 0.
     let d = dir.clone();

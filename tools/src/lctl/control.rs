@@ -78,19 +78,23 @@ pub fn answer(node: &dyn Node, req: Request) -> Reply {
 /// Registers this process in the run directory and serves its control
 /// socket from a task on the current runtime until the runtime stops
 /// (which removes the registration).
-pub fn serve(node: Arc<dyn Node>) -> std::io::Result<()> {
+/// Serves `node` on a control socket in the run directory. The caller
+/// keeps the returned registration for as long as the process serves:
+/// dropping it removes the record and the socket, which a task on a
+/// runtime torn down by `process::exit` would never do.
+pub fn serve(node: Arc<dyn Node>) -> std::io::Result<Registered> {
     serve_in(&rundir::run_dir(), node)
 }
 
-pub fn serve_in(dir: &Path, node: Arc<dyn Node>) -> std::io::Result<()> {
+pub fn serve_in(dir: &Path, node: Arc<dyn Node>) -> std::io::Result<Registered> {
     let (registered, listener) = rundir::register(dir, node.kind(), &node.fsname())?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    tokio::spawn(accept_loop(listener, node, registered));
-    Ok(())
+    tokio::spawn(accept_loop(listener, node));
+    Ok(registered)
 }
 
-async fn accept_loop(listener: tokio::net::UnixListener, node: Arc<dyn Node>, _registered: Registered) {
+async fn accept_loop(listener: tokio::net::UnixListener, node: Arc<dyn Node>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
