@@ -186,19 +186,24 @@ impl Mdt {
         Ok(redb::ReadableTableMetadata::len(&self.read()?.destroy_log)?)
     }
 
-    /// Inodes in use (`files - ffree`) and FIDs left (`ffree`); the block
-    /// figures are the OSTs' to report.
+    /// Inodes in use (`files - ffree`) and FIDs left (`ffree`); the blocks
+    /// of the file system holding the MDT, as `lfs df` shows an MDT's (the
+    /// file system's totals count the OSTs' only).
     pub fn statfs(&self) -> Result<StatFs, MdsError> {
+        let disk =
+            StatFs::of_path(self.path()).map_err(|e| MdsError::Store(format!("statvfs of the MDT: {e}")))?;
         let t = self.read()?;
         let used = t.meta_u64(tables::META_INODES)?;
         let next = t.meta_u64(tables::META_NEXT_OID)?;
         let free = (u32::MAX as u64 + 1).saturating_sub(next);
         Ok(StatFs {
-            bsize: 4096,
             files: used + free,
             ffree: free,
             namelen: names::NAME_MAX as u32,
-            ..StatFs::default()
+            bsize: disk.bsize,
+            blocks: disk.blocks,
+            bfree: disk.bfree,
+            bavail: disk.bavail,
         })
     }
 }

@@ -4,11 +4,9 @@
 //! system has.
 
 use proto::StatFs;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// `fallocate(fd, mode, off, len)`.
@@ -46,37 +44,15 @@ pub(crate) fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS))
 }
 
-fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
-    let c =
-        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: zeroed is a valid statvfs; the call fills it.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path, `st` a valid out pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
-}
-
 /// Bytes an unprivileged writer may still allocate under `path`.
 pub(crate) fn available_bytes(path: &Path) -> io::Result<u64> {
-    let st = statvfs(path)?;
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = StatFs::of_path(path)?;
+    Ok(st.bavail.saturating_mul(st.bsize as u64))
 }
 
-/// The backing file system's space and inodes. Block counts are in units
-/// of `bsize`, which is the fragment size (`f_frsize`) statvfs counts in.
+/// The backing file system's space and inodes.
 pub(crate) fn statfs(path: &Path) -> io::Result<StatFs> {
-    let st = statvfs(path)?;
-    Ok(StatFs {
-        bsize: st.f_frsize as u32,
-        blocks: st.f_blocks as u64,
-        bfree: st.f_bfree as u64,
-        bavail: st.f_bavail as u64,
-        files: st.f_files as u64,
-        ffree: st.f_ffree as u64,
-        namelen: st.f_namemax as u32,
-    })
+    StatFs::of_path(path)
 }
 
 /// `syncfs`: flush everything of the file system holding `dir`.

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod mds;
 pub mod mgs;
 pub mod ost;
+mod statvfs;
 
 pub use attr::{Attr, Cred, SetAttr, StatFs, Timestamp};
 pub use codec::{CodecError, decode, encode, portal};
