@@ -24,10 +24,13 @@ mod metrics;
 #[path = "../../client/tests/support/mod.rs"]
 mod support;
 
+#[path = "common/ports.rs"]
+mod ports;
 use client::{Client, process_cred};
 use lctl::control::serve_in;
 use lctl::mount::MountNode;
 use lctl::servers::{MdsNode, OssNode};
+use ports::{free, pick_port};
 use proto::StripeSpec;
 use std::io::Write;
 use std::path::Path;
@@ -191,23 +194,6 @@ fn lctl_name(dir: &Path, pattern: &str) -> String {
     let (p, _) = lctl::get_params(dir, &[pattern.to_string()]);
     assert_eq!(p.len(), 1, "{pattern}: {p:?}");
     p[0].name.split('.').nth(1).unwrap().to_string()
-}
-
-fn free(addr: &str, port: u16) -> bool {
-    std::net::TcpListener::bind((addr, port)).is_ok()
-}
-
-fn pick_port(ok: impl Fn(u16) -> bool) -> u16 {
-    for _ in 0..200 {
-        let mut b = [0u8; 2];
-        // SAFETY: getrandom fills the 2-byte array it is given.
-        unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 2, 0) };
-        let port = 20000 + u16::from_le_bytes(b) % 40000;
-        if ok(port) {
-            return port;
-        }
-    }
-    panic!("no free port found");
 }
 
 /// Stops what `glint up` started, also when the test fails.

@@ -8,8 +8,11 @@
 //!
 //! Needs root (FUSE, and apt-get when Prometheus is missing).
 
+#[path = "common/ports.rs"]
+mod ports;
+use ports::{free, pick_port};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,24 +39,6 @@ fn ensure_prometheus() {
     };
     apt(&["update", "-qq"]);
     apt(&["install", "-y", "-qq", "--no-install-recommends", "prometheus"]);
-}
-
-fn free(addr: &str, port: u16) -> bool {
-    TcpListener::bind((addr, port)).is_ok()
-}
-
-/// A random port from the high range for which `ok` holds.
-fn pick_port(ok: impl Fn(u16) -> bool) -> u16 {
-    for _ in 0..200 {
-        let mut b = [0u8; 2];
-        // SAFETY: getrandom fills the 2-byte array it is given.
-        unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 2, 0) };
-        let port = 20000 + u16::from_le_bytes(b) % 40000;
-        if ok(port) {
-            return port;
-        }
-    }
-    panic!("no free port found");
 }
 
 /// The file system and Prometheus; `Drop` stops both, also on failure.
