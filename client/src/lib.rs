@@ -5,6 +5,7 @@
 mod client;
 mod error;
 mod extra;
+mod fid_path;
 pub mod fuse;
 mod io;
 pub mod metrics;

@@ -58,6 +58,9 @@ struct Pools {
     /// The highest object id ever handed out per (OST, seq): precreated ids
     /// at or below it are refused, so an id is never in two layouts.
     highest: HashMap<(u32, u64), u32>,
+    /// The highest object id known to exist per (OST, seq): used, pooled,
+    /// or left by an orphan cleanup. The next precreate starts above it.
+    created: HashMap<(u32, u64), u32>,
     tunables: PoolTunables,
 }
 
@@ -119,7 +122,28 @@ impl ObjectPools {
         }
         pool.ranges.push_back(IdRange { seq, next: start, end });
         pool.available += end - start;
+        let c = p.created.entry((ost_idx, seq)).or_insert(0);
+        *c = (*c).max((end - 1) as u32);
         Ok((end - start) as u32)
+    }
+
+    /// Records that OST `ost_idx` holds objects of `seq` up to `last_id`
+    /// and none above (what it answers after destroying orphans).
+    pub fn set_created(&self, ost_idx: u32, seq: u64, last_id: u32) {
+        let mut p = self.lock();
+        let c = p.created.entry((ost_idx, seq)).or_insert(0);
+        *c = (*c).max(last_id);
+    }
+
+    /// The first id the next precreate on OST `ost_idx` asks for: above
+    /// every id used, pooled, or known to exist. Asking from there (rather
+    /// than from the OST's LAST_ID) takes in objects of a precreate whose
+    /// reply was lost, as the OST skips objects that already exist.
+    pub fn next_precreate(&self, ost_idx: u32, seq: u64) -> Option<u32> {
+        let p = self.lock();
+        let used = p.highest.get(&(ost_idx, seq)).copied().unwrap_or(0);
+        let created = p.created.get(&(ost_idx, seq)).copied().unwrap_or(0);
+        used.max(created).checked_add(1)
     }
 
     /// Records an OST's free and total space, which weights the choice.
@@ -164,10 +188,14 @@ impl ObjectPools {
         *h = (*h).max(oid);
     }
 
-    /// Returns objects of a create that was not committed.
+    /// Returns objects of creates that were not committed. They go back to
+    /// the front in the order they were taken, so each pool stays in
+    /// ascending id order: every id still pooled is then above every id a
+    /// committed layout took, which is what lets the MDS call everything
+    /// above the highest used id an orphan after a restart.
     pub(crate) fn put_back(&self, objects: &[StripeObject]) {
         let mut p = self.lock();
-        for o in objects {
+        for o in objects.iter().rev() {
             let pool = p.osts.entry(o.ost_idx).or_default();
             let oid = o.fid.oid as u64;
             pool.ranges.push_front(IdRange { seq: o.fid.seq, next: oid, end: oid + 1 });

@@ -11,7 +11,8 @@ use proto::{Attr, Cred, Fid, SetAttr, StripeSpec, Timestamp};
 
 /// chmod, chown, chgrp, truncate (the size the MDS records; the objects are
 /// the caller's to truncate) and utimes, under POSIX rules. Explicit times
-/// need the owner or root.
+/// need the owner or root; times set to "now" (from this server's clock)
+/// need the owner or write permission.
 pub fn setattr(b: &mut Batch, cred: &Cred, fid: Fid, sa: &SetAttr) -> Result<Attr, MdsError> {
     let old = b.t.existing(fid)?;
     if let Some(uid) = sa.uid {
@@ -37,6 +38,9 @@ pub fn setattr(b: &mut Batch, cred: &Cred, fid: Fid, sa: &SetAttr) -> Result<Att
     }
     if sa.atime.is_some() || sa.mtime.is_some() || sa.ctime.is_some() {
         perm::check_owner(cred, &old)?;
+    } else if (sa.atime_now || sa.mtime_now) && perm::check_owner(cred, &old).is_err() {
+        // utimensat(UTIME_NOW) asks for write permission, not ownership.
+        perm::check(cred, &old, MAY_WRITE)?;
     }
 
     let mut new = old.clone();
@@ -57,8 +61,8 @@ pub fn setattr(b: &mut Batch, cred: &Cred, fid: Fid, sa: &SetAttr) -> Result<Att
             new.mode = perm::kill_priv(new.mode);
         }
     }
-    new.atime = sa.atime.unwrap_or(new.atime);
-    new.mtime = sa.mtime.unwrap_or(new.mtime);
+    new.atime = if sa.atime_now { now } else { sa.atime.unwrap_or(new.atime) };
+    new.mtime = if sa.mtime_now { now } else { sa.mtime.unwrap_or(new.mtime) };
     new.ctime = sa.ctime.unwrap_or(now);
     b.put_inode(fid, &new)?;
     Ok(new.attr(fid))

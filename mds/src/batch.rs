@@ -159,7 +159,21 @@ impl<'a, 't> Batch<'a, 't> {
         let w = self.write();
         w.dirents.insert((k, name), records::encode_dirent(&d).as_slice())?;
         w.dir_index.insert((k, d.index), records::encode_index(&idx).as_slice())?;
+        w.links.insert((fid_key(d.fid), k, name), ())?;
         Ok(())
+    }
+
+    /// Points existing entry `name` (now naming `old`) at `new` instead, in
+    /// place: the rename over an existing name.
+    pub fn replace_entry(
+        &mut self,
+        dir: Fid,
+        name: &[u8],
+        old: &Dirent,
+        new: Dirent,
+    ) -> Result<(), MdsError> {
+        self.write().links.remove((fid_key(old.fid), fid_key(dir), name))?;
+        self.put_entry(dir, name, new)
     }
 
     pub fn remove_entry(&mut self, dir: Fid, name: &[u8], d: &Dirent) -> Result<(), MdsError> {
@@ -167,6 +181,7 @@ impl<'a, 't> Batch<'a, 't> {
         let w = self.write();
         w.dirents.remove((k, name))?;
         w.dir_index.remove((k, d.index))?;
+        w.links.remove((fid_key(d.fid), k, name))?;
         Ok(())
     }
 
@@ -205,7 +220,17 @@ impl<'a, 't> Batch<'a, 't> {
         for item in self.t.xattrs.range((lo, "")..(hi, ""))? {
             names.push(item?.0.value().1.to_string());
         }
+        // Its entries are gone already; a name left here would be a lie.
+        let mut links = Vec::new();
+        for item in self.t.links.range((lo, 0, &[][..])..(hi, 0, &[][..]))? {
+            let (key, _) = item?;
+            let (_, parent, name) = key.value();
+            links.push((parent, name.to_vec()));
+        }
         let w = self.write();
+        for (parent, name) in &links {
+            w.links.remove((k, *parent, name.as_slice()))?;
+        }
         w.inodes.remove(k)?;
         w.layouts.remove(k)?;
         w.dir_stripes.remove(k)?;

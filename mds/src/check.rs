@@ -54,6 +54,9 @@ impl Mdt {
                 }
             }
             *links.entry(d.fid).or_default() += 1;
+            if t.links.get((records::fid_key(d.fid), pk, name))?.is_none() {
+                bad.push(format!("{parent}/{shown}: {} does not record this name", d.fid));
+            }
             match t.dir_index.get((pk, d.index))? {
                 Some(g) => {
                     let e = records::decode_index(g.value())?;
@@ -63,6 +66,10 @@ impl Mdt {
                 }
                 None => bad.push(format!("{parent}/{shown}: no readdir index {}", d.index)),
             }
+        }
+        let named = t.links.iter()?.count() as u64;
+        if named != entries {
+            bad.push(format!("{named} name records for {entries} entries"));
         }
         let indexed = t.dir_index.iter()?.count() as u64;
         if indexed != entries {

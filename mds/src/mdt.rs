@@ -5,6 +5,7 @@ use crate::alloc::{ObjectPools, PoolTunables};
 use crate::batch::Batch;
 use crate::commit::{self, CommitStats, Job, Op, Reply, Shared, Stats, Ticket};
 use crate::error::MdsError;
+use crate::migrate;
 use crate::namespace;
 use crate::opens::OpenFiles;
 use crate::records::{self, fid_key};
@@ -84,6 +85,7 @@ impl Mdt {
         }
         let db =
             Database::open(path).map_err(|e| MdsError::NotFormatted(format!("{}: {e}", path.display())))?;
+        migrate::upgrade(&db, path)?;
         let shared = Shared {
             db,
             pools: ObjectPools::new(tunables),
@@ -95,13 +97,6 @@ impl Mdt {
             let txn = shared.db.begin_read()?;
             let t = ReadTables::open(&txn)
                 .map_err(|e| MdsError::NotFormatted(format!("{}: {e}", path.display())))?;
-            match t.meta(tables::META_FORMAT)? {
-                Some(v) if tables::bytes_u64(&v)? == tables::FORMAT_VERSION => {}
-                Some(v) => {
-                    return Err(MdsError::NotFormatted(format!("format version {:?} is unknown", v)));
-                }
-                None => return Err(MdsError::NotFormatted(format!("{}: no format record", path.display()))),
-            }
             for item in t.ost_used.iter()? {
                 let (k, v) = item?;
                 let (ost, seq) = k.value();

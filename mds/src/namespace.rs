@@ -356,7 +356,12 @@ pub fn rename(
     let dpi = dp.as_mut().unwrap_or(&mut sp);
     match &target {
         Some((td, ti)) => {
-            b.put_entry(dst_parent, dst_name, Dirent { fid: sd.fid, kind: sd.kind, index: td.index })?;
+            b.replace_entry(
+                dst_parent,
+                dst_name,
+                td,
+                Dirent { fid: sd.fid, kind: sd.kind, index: td.index },
+            )?;
             if ti.is_dir() {
                 dpi.nlink = dpi.nlink.saturating_sub(1);
                 b.destroy(td.fid)?;

@@ -181,6 +181,13 @@ impl Mdt {
         Ok(out)
     }
 
+    /// The highest object id of `seq` on OST `ost_idx` that a committed
+    /// layout ever took (0: none). Everything the OST holds above it was
+    /// precreated and never used.
+    pub fn last_used_object(&self, ost_idx: u32, seq: u64) -> Result<u32, MdsError> {
+        Ok(self.read()?.ost_used.get((ost_idx, seq))?.map_or(0, |g| g.value()))
+    }
+
     /// Objects waiting in the destroy log to be destroyed on their OSTs.
     pub fn destroy_log_len(&self) -> Result<u64, MdsError> {
         Ok(redb::ReadableTableMetadata::len(&self.read()?.destroy_log)?)

@@ -12,11 +12,12 @@ use proto::{
     Attr, DirEntry, Fid, Layout, MdsCall, MdsReply, MdsRequest, OstCall, OstReply, OstRequest, TargetInfo,
     TargetKind, decode, encode, portal,
 };
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -62,6 +63,9 @@ pub struct Mds {
     mgs: Arc<Mgs>,
     ep: Endpoint,
     refill: Notify,
+    /// OSTs whose orphan objects this process has had destroyed: until
+    /// then nothing is precreated on them.
+    orphans_cleaned: Mutex<HashSet<u32>>,
     pub stats: MdsStats,
     /// Time to serve each operation.
     latency: OpHistograms,
@@ -94,6 +98,7 @@ impl Mds {
             mgs: mgs.clone(),
             ep: ep.clone(),
             refill: Notify::new(),
+            orphans_cleaned: Mutex::new(HashSet::new()),
             stats: MdsStats::default(),
             latency: OpHistograms::new(
                 fabric::metrics::latency_histogram(
@@ -185,14 +190,32 @@ impl Mds {
         }
     }
 
-    async fn precreate(&self, t: &TargetInfo, count: u32) -> Result<(), Errno> {
+    /// Has OST `t` destroy the objects this MDS precreated there in an
+    /// earlier run and never used (its pools are lost with the process),
+    /// once per OST per run, before anything is precreated on it.
+    async fn destroy_orphans(&self, t: &TargetInfo) -> Result<(), Errno> {
+        if self.orphans_cleaned.lock().unwrap_or_else(|e| e.into_inner()).contains(&t.index) {
+            return Ok(());
+        }
         let seq = Fid::ost_seq(t.index);
-        let last = match self.ost(t, OstRequest::LastId { seq }).await? {
-            OstReply::LastId { oid, .. } => oid,
-            _ => return Err(Errno::EPROTO),
-        };
-        let count = count.min(proto::ost::MAX_PRECREATE);
-        match self.ost(t, OstRequest::Precreate { seq, first_oid: last + 1, count }).await? {
+        let last_used = self.mdt.last_used_object(t.index, seq).map_err(mds_errno)?;
+        match self.ost(t, OstRequest::DestroyOrphans { seq, last_used }).await? {
+            OstReply::LastId { oid, .. } => {
+                self.mdt.pools().set_created(t.index, seq, oid);
+                self.orphans_cleaned.lock().unwrap_or_else(|e| e.into_inner()).insert(t.index);
+                tracing::info!(ost = t.index, last_used, last_id = oid, "orphan objects destroyed");
+                Ok(())
+            }
+            _ => Err(Errno::EPROTO),
+        }
+    }
+
+    async fn precreate(&self, t: &TargetInfo, count: u32) -> Result<(), Errno> {
+        self.destroy_orphans(t).await?;
+        let seq = Fid::ost_seq(t.index);
+        let first_oid = self.mdt.pools().next_precreate(t.index, seq).ok_or(Errno::ENOSPC)?;
+        let count = count.min(proto::ost::MAX_PRECREATE).min(u32::MAX - first_oid + 1);
+        match self.ost(t, OstRequest::Precreate { seq, first_oid, count }).await? {
             OstReply::Precreated { seq, first_oid, count } => {
                 let added =
                     self.mdt.pools().add_precreated(t.index, seq, first_oid, count).map_err(mds_errno)?;
@@ -433,7 +456,10 @@ impl Mds {
             MdsRequest::GetDirStripe { fid } => MdsReply::DirStripe {
                 stripe: mdt.effective_stripe(fid, &proto::StripeSpec::default()).map_err(e)?,
             },
-            MdsRequest::Fid2Path { .. } => return Err(Errno::EOPNOTSUPP),
+            MdsRequest::Fid2Path { fid, link } => {
+                let (path, links) = mdt.fid2path(cred, fid, link).map_err(e)?;
+                MdsReply::Path { path, link, links }
+            }
         })
     }
 }

@@ -21,6 +21,9 @@ pub const ORPHANS: TableDefinition<u128, ()> = TableDefinition::new("orphans");
 pub const DESTROY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("destroy_log");
 /// (OST index, seq) -> the highest object id a layout ever took.
 pub const OST_USED: TableDefinition<(u32, u64), u32> = TableDefinition::new("ost_used");
+/// (child, parent, name) for every directory entry: the names of an inode,
+/// as Lustre's linkEA, so a FID finds its paths without a namespace walk.
+pub const LINKS: TableDefinition<(u128, u128, &[u8]), ()> = TableDefinition::new("links");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub const META_FORMAT: &str = "format";
@@ -30,8 +33,9 @@ pub const META_NEXT_DESTROY: &str = "next_destroy_id";
 pub const META_INODES: &str = "inodes";
 pub const META_FS_STRIPE: &str = "fs_stripe";
 
-/// The on-disk format this code writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format this code writes and reads. Version 1 had no
+/// `links` table; it is built when such an MDT is opened (`migrate`).
+pub const FORMAT_VERSION: u64 = 2;
 
 pub fn u64_bytes(v: u64) -> [u8; 8] {
     v.to_le_bytes()
@@ -47,6 +51,9 @@ pub fn fid_span(f: Fid) -> (u128, u128) {
     let k = fid_key(f);
     (k, k.wrapping_add(1))
 }
+
+/// One name of an inode: the directory holding it, and the name.
+pub type Link = (Fid, Vec<u8>);
 
 /// Reads shared by both kinds of transaction.
 pub trait View {
@@ -137,6 +144,7 @@ pub struct ReadTables {
     pub orphans: redb::ReadOnlyTable<u128, ()>,
     pub destroy_log: redb::ReadOnlyTable<u64, &'static [u8]>,
     pub ost_used: redb::ReadOnlyTable<(u32, u64), u32>,
+    pub links: redb::ReadOnlyTable<(u128, u128, &'static [u8]), ()>,
     pub meta: redb::ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
@@ -152,8 +160,26 @@ impl ReadTables {
             orphans: txn.open_table(ORPHANS)?,
             destroy_log: txn.open_table(DESTROY_LOG)?,
             ost_used: txn.open_table(OST_USED)?,
+            links: txn.open_table(LINKS)?,
             meta: txn.open_table(META)?,
         })
+    }
+
+    /// The names of `fid` as (parent, name), in key order, at most `limit`
+    /// after skipping `skip`; and how many there are in all.
+    pub fn links_of(&self, fid: Fid, skip: usize, limit: usize) -> Result<(Vec<Link>, usize), MdsError> {
+        let (lo, hi) = fid_span(fid);
+        let mut out = Vec::new();
+        let mut total = 0;
+        for item in self.links.range((lo, 0, &[][..])..(hi, 0, &[][..]))? {
+            let (k, _) = item?;
+            if total >= skip && out.len() < limit {
+                let (_, parent, name) = k.value();
+                out.push((records::key_fid(parent), name.to_vec()));
+            }
+            total += 1;
+        }
+        Ok((out, total))
     }
 
     /// Entries of `dir` with readdir index above `after`, in index order.
@@ -222,6 +248,7 @@ pub struct WriteTables<'t> {
     pub orphans: redb::Table<'t, u128, ()>,
     pub destroy_log: redb::Table<'t, u64, &'static [u8]>,
     pub ost_used: redb::Table<'t, (u32, u64), u32>,
+    pub links: redb::Table<'t, (u128, u128, &'static [u8]), ()>,
     pub meta: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
@@ -237,6 +264,7 @@ impl<'t> WriteTables<'t> {
             orphans: txn.open_table(ORPHANS)?,
             destroy_log: txn.open_table(DESTROY_LOG)?,
             ost_used: txn.open_table(OST_USED)?,
+            links: txn.open_table(LINKS)?,
             meta: txn.open_table(META)?,
         })
     }

@@ -8,7 +8,7 @@ use common::*;
 use mds::Mdt;
 use proptest::prelude::*;
 use proto::{Errno, Fid, StripeSpec};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
@@ -71,6 +71,23 @@ impl Model {
             }
             d = self.parent[&d];
         }
+    }
+
+    /// Every path of every inode below the root, and the root's "".
+    fn paths(&self) -> HashMap<Fid, BTreeSet<String>> {
+        let mut out: HashMap<Fid, BTreeSet<String>> = HashMap::new();
+        out.entry(Fid::ROOT).or_default().insert(String::new());
+        let mut todo = vec![(Fid::ROOT, String::new())];
+        while let Some((d, path)) = todo.pop() {
+            for (name, &child) in &self.dirs[&d] {
+                let p = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+                out.entry(child).or_default().insert(p.clone());
+                if self.dirs.contains_key(&child) {
+                    todo.push((child, p));
+                }
+            }
+        }
+        out
     }
 
     fn drop_entry(&mut self, d: Fid, n: &str) {
@@ -214,6 +231,17 @@ fn compare(mdt: &Mdt, m: &Model) -> Result<(), TestCaseError> {
     }
     for (&f, &n) in &m.files {
         prop_assert_eq!(mdt.getattr(f).unwrap().nlink, n);
+    }
+    // Every name of every inode, as fid2path gives them, is a path the
+    // tree has.
+    for (fid, want) in m.paths() {
+        let (first, links) = mdt.fid2path(&root(), fid, 0).unwrap();
+        let mut got = BTreeSet::from([first]);
+        for link in 1..links {
+            got.insert(mdt.fid2path(&root(), fid, link).unwrap().0);
+        }
+        prop_assert_eq!(links as usize, want.len(), "names of {}", fid);
+        prop_assert_eq!(got, want, "paths of {}", fid);
     }
     let s = mdt.statfs().unwrap();
     prop_assert_eq!(s.files - s.ffree, (m.dirs.len() + m.files.len()) as u64);

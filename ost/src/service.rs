@@ -236,6 +236,10 @@ impl Oss {
                     OstReply::Done
                 }
                 OstRequest::Statfs => OstReply::Statfs(self.disk(move || store.statfs()).await?),
+                OstRequest::DestroyOrphans { seq, last_used } => {
+                    let (oid, _) = self.disk(move || store.destroy_orphans(seq, last_used)).await?;
+                    OstReply::LastId { seq, oid }
+                }
             })
         }
         .await;

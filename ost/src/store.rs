@@ -255,6 +255,10 @@ impl ObjectStore {
             ))
         })?;
         self.ensure_seq(seq)?;
+        // Held throughout, so an orphan cleanup of the sequence never runs
+        // beside a precreate of it.
+        let rec = self.last_id_record(seq)?;
+        let mut rec = rec.lock().unwrap_or_else(|p| p.into_inner());
         let mut touched = 0u32;
         let mut created = 0u32;
         for oid in first_oid..=last {
@@ -266,9 +270,53 @@ impl ObjectStore {
         for d in (0..SUBDIRS).filter(|d| touched & (1 << d) != 0) {
             sync_dir(&paths::sub_dir(&self.root, seq, d))?;
         }
-        let last_id = self.advance_last_id(seq, last)?;
+        rec.advance(last)?;
+        let last_id = rec.get();
         tracing::debug!(seq = format_args!("{seq:#x}"), first_oid, count, created, last_id, "precreated");
         Ok(last_id)
+    }
+
+    /// Destroys every object of `seq` above `last_used` up to LAST_ID:
+    /// those the MDS precreated and never gave to a file (the MDS's pool
+    /// when it stopped). LAST_ID stays where it is, so precreation goes on
+    /// above it and no object id is used twice. Durable when it returns;
+    /// if the process dies part way, running it again finishes the job.
+    /// Returns LAST_ID and how many objects were destroyed.
+    pub fn destroy_orphans(&self, seq: u64, last_used: u32) -> Result<(u32, u32)> {
+        if self.last_id(seq)? == 0 {
+            // Nothing was ever precreated in this sequence.
+            return Ok((0, 0));
+        }
+        let rec = self.last_id_record(seq)?;
+        let rec = rec.lock().unwrap_or_else(|p| p.into_inner());
+        let last_id = rec.get();
+        let mut touched = 0u32;
+        let mut destroyed = 0u32;
+        for oid in last_used.saturating_add(1)..=last_id {
+            let fid = Fid::new(seq, oid);
+            let path = paths::object_path(&self.root, fid);
+            match self.fds.remove_then(fid, || std::fs::remove_file(&path)) {
+                Ok(()) => {
+                    touched |= 1 << (oid % SUBDIRS);
+                    destroyed += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OstError::io(format!("unlink orphan {fid} at {}", path.display()), e)),
+            }
+        }
+        for d in (0..SUBDIRS).filter(|d| touched & (1 << d) != 0) {
+            sync_dir(&paths::sub_dir(&self.root, seq, d))?;
+        }
+        if destroyed > 0 {
+            tracing::info!(
+                seq = format_args!("{seq:#x}"),
+                last_used,
+                last_id,
+                destroyed,
+                "destroyed orphan objects"
+            );
+        }
+        Ok((last_id, destroyed))
     }
 
     /// The highest oid created in `seq` as recorded durably (0 when none).

@@ -60,6 +60,19 @@ pub struct SetAttr {
     pub atime: Option<Timestamp>,
     pub mtime: Option<Timestamp>,
     pub ctime: Option<Timestamp>,
+    /// Set atime from the server's clock (`utimensat(UTIME_NOW)`, `touch`),
+    /// as Lustre's ATTR_ATIME without ATTR_ATIME_SET: the times of a file
+    /// then come from one clock, not from each client's. `atime` is ignored.
+    pub atime_now: bool,
+    /// Set mtime from the server's clock; `mtime` is ignored.
+    pub mtime_now: bool,
+}
+
+impl SetAttr {
+    /// Whether any time changes, explicitly or to "now".
+    pub fn sets_times(&self) -> bool {
+        self.atime.is_some() || self.mtime.is_some() || self.atime_now || self.mtime_now
+    }
 }
 
 /// The caller of an operation, for permission checks.

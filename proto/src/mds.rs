@@ -124,9 +124,11 @@ pub enum MdsRequest {
     GetDirStripe {
         fid: Fid,
     },
-    /// The path of a FID from the root (`lfs fid2path`).
+    /// The path of a FID from the root (`lfs fid2path`): the name number
+    /// `link` (from 0) of a file with several hard links.
     Fid2Path {
         fid: Fid,
+        link: u32,
     },
 }
 
@@ -230,8 +232,12 @@ pub enum MdsReply {
     DirStripe {
         stripe: crate::layout::StripeSpec,
     },
+    /// A path relative to the file system's root (`a/b`; empty for the
+    /// root itself), and how many names the FID has.
     Path {
         path: String,
+        link: u32,
+        links: u32,
     },
     Done,
 }

@@ -78,6 +78,15 @@ pub enum OstRequest {
         fid: Option<Fid>,
     },
     Statfs,
+    /// Destroys the objects of `seq` above `last_used`, which the MDS
+    /// precreated but never put in a layout (Lustre's OST_CREATE with
+    /// OBD_FL_DELORPHAN, sent when the MDS connects after a restart).
+    /// Answered with `LastId`: precreation goes on above it, so an object
+    /// id is never used twice.
+    DestroyOrphans {
+        seq: u64,
+        last_used: u32,
+    },
 }
 
 impl OstRequest {
@@ -95,6 +104,8 @@ impl OstRequest {
             OstRequest::Setattr { .. } => 2,
             OstRequest::Sync { .. } => 16,
             OstRequest::Statfs => 13,
+            // Lustre sends it as an OST_CREATE with a flag.
+            OstRequest::DestroyOrphans { .. } => 5,
         }
     }
 
@@ -112,6 +123,7 @@ impl OstRequest {
             OstRequest::Setattr { .. } => "setattr",
             OstRequest::Sync { .. } => "sync",
             OstRequest::Statfs => "statfs",
+            OstRequest::DestroyOrphans { .. } => "destroy_orphans",
         }
     }
 }

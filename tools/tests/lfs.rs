@@ -13,7 +13,7 @@ mod support;
 
 use client::{Client, process_cred};
 use fabric::Errno;
-use lfs::{df, fids, find, getstripe, setstripe, sizes};
+use lfs::{df, fid2path, fids, find, getstripe, setstripe, sizes};
 use proto::{StripeSpec, Timestamp};
 use support::{FSNAME, TestFs};
 
@@ -139,12 +139,18 @@ async fn lfs_against_a_running_file_system() {
     let found = find::find(&c, &cred, "/d", &q, now).await.unwrap();
     assert_eq!(found, ["/inherits"], "empty, new, and with an object on OST 2");
 
-    // path2fid and fid2path (by walking the namespace) agree.
+    // path2fid and fid2path (the MDS's record of names) agree.
     let fid = fids::path2fid(&c, &cred, "/d/inherits").await.unwrap();
-    assert_eq!(fids::fid2path(&c, &cred, fid).await.unwrap(), "/d/inherits");
-    assert_eq!(fids::fid2path(&c, &cred, c.root()).await.unwrap(), "/");
+    assert_eq!(fid2path::fid2path(&c, &cred, fid, 0).await.unwrap(), ("/d/inherits".to_string(), 1));
+    assert_eq!(fid2path::fid2path(&c, &cred, c.root(), 0).await.unwrap().0, "/");
+    let link = proto::MdsRequest::Link { fid, parent: c.root(), name: "again".into() };
+    c.md_as(cred.clone(), link).await.unwrap();
+    let all: Vec<String> =
+        fid2path::paths(&c, &cred, fid, None).await.unwrap().into_iter().map(|p| p.1).collect();
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&"/d/inherits".to_string()) && all.contains(&"/again".to_string()), "{all:?}");
     let missing = proto::Fid::new(proto::Fid::MDT_SEQ, 999_999);
-    assert_eq!(fids::fid2path(&c, &cred, missing).await.unwrap_err().errno(), Errno::ENOENT);
+    assert_eq!(fid2path::fid2path(&c, &cred, missing, 0).await.unwrap_err().errno(), Errno::ENOENT);
     assert!(fids::instance_name(FSNAME, &fs.spec(), "/mnt/g").starts_with("testfs-"));
 
     fs.shutdown();

@@ -36,10 +36,13 @@ pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
     }
 }
 
-pub(crate) fn time_or_now(t: TimeOrNow) -> Timestamp {
+/// One time a setattr asks for: an explicit value, or "now", which the
+/// MDS takes from its own clock (`SetAttr::atime_now`), not this node's.
+pub(crate) fn time_or_now(t: Option<TimeOrNow>) -> (Option<Timestamp>, bool) {
     match t {
-        TimeOrNow::SpecificTime(t) => timestamp(t),
-        TimeOrNow::Now => Timestamp::now(),
+        Some(TimeOrNow::SpecificTime(t)) => (Some(timestamp(t)), false),
+        Some(TimeOrNow::Now) => (None, true),
+        None => (None, false),
     }
 }
 

@@ -155,14 +155,17 @@ impl Filesystem for GlintFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let ((atime, atime_now), (mtime, mtime_now)) = (time_or_now(atime), time_or_now(mtime));
         let set = SetAttr {
             mode: mode.map(|m| m & 0o7777),
             uid,
             gid,
             size,
-            atime: atime.map(time_or_now),
-            mtime: mtime.map(time_or_now),
+            atime,
+            mtime,
             ctime: ctime.map(timestamp),
+            atime_now,
+            mtime_now,
         };
         let (c, m) = (Caller::from_request(req), Arc::clone(&self.m));
         self.attr_task(reply, async move { m.setattr(c, ino.0, set).await });

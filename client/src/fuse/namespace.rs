@@ -50,9 +50,12 @@ impl Mounted {
         let cred = caller.cred();
         let (mut attr, layout) = self.client.setattr(&cred, fid, set).await.or_errno()?;
         if let Some(l) = &layout
-            && (set.atime.is_some() || set.mtime.is_some())
+            && set.sets_times()
         {
-            self.client.set_object_times(l, set.atime, set.mtime).await.or_errno()?;
+            // "Now" is the time the MDS just stored, from its clock.
+            let atime = set.atime.or(set.atime_now.then_some(attr.atime));
+            let mtime = set.mtime.or(set.mtime_now.then_some(attr.mtime));
+            self.client.set_object_times(l, atime, mtime).await.or_errno()?;
             attr = self.client.getattr(&cred, fid).await.or_errno()?.0;
         }
         self.fattr(ino, &attr)

@@ -4,10 +4,13 @@
 //! with std::fs on the local file system in the same run. Then how the
 //! create and lookup rates of one client change as one directory grows.
 //!
-//! A client here is a mount of its own (its own fabric endpoint and
-//! connection) driven by one task that does one operation at a time, as
-//! an mdtest rank does; the MDS commits every change durably before it
-//! answers, while the local file system is not asked to sync.
+//! In the create/stat/unlink runs a client is a process of its own (this
+//! program again, with a mount of its own) doing one operation at a time,
+//! as an mdtest rank is; the parent starts each phase in every client at
+//! once and times it until the last one is done. The growth measurement
+//! drives mounts inside this process. The MDS commits every change
+//! durably before it answers, while the local file system is not asked to
+//! sync.
 
 use super::cluster::{BenchFs, fs_type};
 use super::ost::XorShift;
@@ -15,7 +18,9 @@ use super::report::{rate, ratio};
 use anyhow::{Context, Result, bail};
 use client::{Client, process_cred};
 use proto::{Cred, Fid, StripeSpec};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -53,6 +58,19 @@ pub struct MdBench {
     /// Skip the growth measurement.
     #[arg(long)]
     pub no_growth: bool,
+    /// Only the growth measurement (e.g. with --million).
+    #[arg(long, conflicts_with = "no_growth")]
+    pub growth_only: bool,
+    /// Run as one client process of a parent `glint bench md`, on the file
+    /// system with this mount spec.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+    /// The worker's directory (a FID).
+    #[arg(long, hide = true)]
+    pub worker_dir: Option<String>,
+    /// The worker's rank, which names its files.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub worker_rank: usize,
 }
 
 /// Rates of one run, operations per second.
@@ -70,6 +88,21 @@ enum Op {
     Unlink,
 }
 
+impl Op {
+    /// The word a parent sends a worker to start a phase.
+    fn word(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Stat => "stat",
+            Op::Unlink => "unlink",
+        }
+    }
+
+    fn from_word(w: &str) -> Option<Op> {
+        [Op::Create, Op::Stat, Op::Unlink].into_iter().find(|o| o.word() == w)
+    }
+}
+
 /// Name of file `i` of client `c`, as mdtest names them.
 fn file_name(c: usize, i: u64) -> String {
     format!("file.mdtest.{c}.{i}")
@@ -82,6 +115,9 @@ fn share(total: u64, clients: usize, c: usize) -> u64 {
 }
 
 pub async fn run(a: MdBench) -> Result<()> {
+    if let Some(spec) = &a.worker {
+        return worker(spec, &a).await;
+    }
     if a.files == 0 || a.clients == 0 || a.clients > 256 || a.window == 0 {
         bail!("--files, --clients (at most 256) and --window must be positive");
     }
@@ -106,7 +142,8 @@ pub async fn run(a: MdBench) -> Result<()> {
         work.path().display()
     );
     println!(
-        "(a client is a mount of its own doing one operation at a time; the MDS commits each change durably, the local run does not sync)"
+        "(a client is a process with a mount of its own doing one operation at a time, the local run a thread; \
+         the MDS commits each change durably, the local run does not sync)"
     );
     let result = survey(&fs, work.path(), &a, &sizes).await;
     fs.shutdown();
@@ -125,11 +162,12 @@ async fn survey(fs: &BenchFs, work: &Path, a: &MdBench, sizes: &[u64]) -> Result
         counts.push(a.clients);
     }
     let mut run = 0;
+    let counts = if a.growth_only { Vec::new() } else { counts };
     for &n in &counts {
         for shared in [true, false] {
             run += 1;
             let tag = format!("run{run}");
-            let g = glint_run(&clients[..n], &cred, root, &tag, shared, a.files).await?;
+            let g = glint_run(&clients[0], &fs.spec(), &cred, root, &tag, n, shared, a.files).await?;
             fs.settle(SETTLE).await;
             let local_dir = work.join("local").join(&tag);
             let files = a.files;
@@ -207,40 +245,167 @@ async fn make_dirs(
     Ok(dirs)
 }
 
+/// The create, stat and unlink phases of one run, each client a process.
+#[allow(clippy::too_many_arguments)]
 async fn glint_run(
-    clients: &[Arc<Client>],
+    first: &Client,
+    spec: &str,
     cred: &Cred,
     root: Fid,
     tag: &str,
+    clients: usize,
     shared: bool,
     files: u64,
 ) -> Result<Rates> {
-    let dirs = make_dirs(&clients[0], cred, root, tag, clients.len(), shared).await?;
+    let dirs = make_dirs(first, cred, root, tag, clients, shared).await?;
+    let spec = spec.to_string();
+    let mut ranks = tokio::task::spawn_blocking(move || Ranks::start(&spec, &dirs, files))
+        .await
+        .context("starting the client processes")??;
     let mut r = Rates { create: 0.0, stat: 0.0, unlink: 0.0 };
     for op in [Op::Create, Op::Stat, Op::Unlink] {
-        let started = Instant::now();
-        let mut tasks = JoinSet::new();
-        for (c, client) in clients.iter().enumerate() {
-            let (client, cred, dir) = (client.clone(), cred.clone(), dirs[c]);
-            let mine = share(files, clients.len(), c);
-            tasks.spawn(async move {
-                for i in 0..mine {
-                    glint_op(&client, &cred, dir, &file_name(c, i), op).await?;
-                }
-                Ok::<(), anyhow::Error>(())
-            });
-        }
-        while let Some(t) = tasks.join_next().await {
-            t.context("client task")??;
-        }
-        let per_sec = files as f64 / started.elapsed().as_secs_f64();
+        let (back, took) = tokio::task::spawn_blocking(move || {
+            let took = ranks.phase(op);
+            (ranks, took)
+        })
+        .await
+        .context("client processes")?;
+        ranks = back;
+        let per_sec = files as f64 / took?.as_secs_f64();
         match op {
             Op::Create => r.create = per_sec,
             Op::Stat => r.stat = per_sec,
             Op::Unlink => r.unlink = per_sec,
         }
     }
+    tokio::task::spawn_blocking(move || ranks.finish()).await.context("client processes")??;
     Ok(r)
+}
+
+/// One client process: this program run as `glint bench md --worker`.
+struct Rank {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<ChildStdout>,
+}
+
+/// The client processes of one run. Blocking: drive them from a blocking
+/// thread, not the runtime that serves the file system.
+struct Ranks {
+    ranks: Vec<Rank>,
+}
+
+impl Ranks {
+    /// Starts one client per directory in `dirs` (client `c` works in
+    /// `dirs[c]` on its share of `files`) and waits until every one has
+    /// mounted.
+    fn start(spec: &str, dirs: &[Fid], files: u64) -> Result<Ranks> {
+        let exe = std::env::current_exe().context("finding this program to run its client processes")?;
+        let mut ranks = Ranks { ranks: Vec::new() };
+        for (c, dir) in dirs.iter().enumerate() {
+            let mine = share(files, dirs.len(), c);
+            let mut child = Command::new(&exe)
+                .args(["bench", "md", "--worker", spec, "--worker-dir", &dir.to_string()])
+                .args(["--worker-rank", &c.to_string(), "--files", &mine.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting client process {c}"))?;
+            let stdin = child.stdin.take();
+            let out = BufReader::new(child.stdout.take().context("the client's stdout")?);
+            ranks.ranks.push(Rank { child, stdin, out });
+        }
+        for c in 0..ranks.ranks.len() {
+            ranks.expect(c, "ready")?;
+        }
+        Ok(ranks)
+    }
+
+    fn expect(&mut self, c: usize, want: &str) -> Result<()> {
+        let mut line = String::new();
+        self.ranks[c].out.read_line(&mut line).with_context(|| format!("reading client process {c}"))?;
+        if line.trim() != want {
+            bail!("client process {c} said {:?} instead of {want:?} (its errors are above)", line.trim());
+        }
+        Ok(())
+    }
+
+    /// Starts `op` in every client at once; the time until the last is done.
+    fn phase(&mut self, op: Op) -> Result<Duration> {
+        let started = Instant::now();
+        for (c, r) in self.ranks.iter_mut().enumerate() {
+            let stdin = r.stdin.as_mut().context("client process already told to stop")?;
+            writeln!(stdin, "{}", op.word())
+                .and_then(|()| stdin.flush())
+                .with_context(|| format!("starting {} in client process {c}", op.word()))?;
+        }
+        for c in 0..self.ranks.len() {
+            self.expect(c, "done")?;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Tells every client to stop (its stdin closes) and waits for it.
+    fn finish(mut self) -> Result<()> {
+        for (c, r) in self.ranks.iter_mut().enumerate() {
+            r.stdin = None;
+            let status = r.child.wait().with_context(|| format!("waiting for client process {c}"))?;
+            if !status.success() {
+                bail!("client process {c} ended with {status}");
+            }
+        }
+        self.ranks.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Ranks {
+    /// A run that failed part way leaves no client processes behind.
+    fn drop(&mut self) {
+        for r in &mut self.ranks {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// The client process side: mount, say "ready", then run each phase the
+/// parent names on stdin over this client's files, saying "done" after
+/// each, until stdin closes.
+async fn worker(spec: &str, a: &MdBench) -> Result<()> {
+    let dir: Fid = a
+        .worker_dir
+        .as_deref()
+        .context("--worker needs --worker-dir")?
+        .parse()
+        .context("--worker-dir is not a FID")?;
+    let client = Client::mount(spec).await.with_context(|| format!("mounting {spec}"))?;
+    let cred = process_cred();
+    let say = |w: &str| -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{w}")?;
+        Ok(out.flush()?)
+    };
+    say("ready")?;
+    loop {
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .context("reading the parent's orders")??;
+        let word = line.trim();
+        if word.is_empty() {
+            break;
+        }
+        let op = Op::from_word(word).with_context(|| format!("unknown order {word:?}"))?;
+        for i in 0..a.files {
+            glint_op(&client, &cred, dir, &file_name(a.worker_rank, i), op).await?;
+        }
+        say("done")?;
+    }
+    client.endpoint().shutdown();
+    Ok(())
 }
 
 async fn glint_op(client: &Client, cred: &Cred, dir: Fid, name: &str, op: Op) -> Result<()> {

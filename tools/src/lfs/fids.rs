@@ -1,54 +1,12 @@
-//! `lfs path2fid`, `lfs fid2path` and `lfs getname`.
-//!
-//! The MDS does not answer `Fid2Path` yet (no parent pointers are kept),
-//! so `fid2path` asks it first and, when it answers EOPNOTSUPP, searches
-//! the namespace from the root by readdir: O(namespace), fine for a test
-//! file system, slow on a large one.
+//! `lfs path2fid` and `lfs getname` (`lfs fid2path` is in `fid2path`).
 
 use super::error::LfsError;
 use client::Client;
-use fabric::Errno;
-use proto::{Cred, Fid, MdsReply, MdsRequest};
-use std::collections::VecDeque;
+use proto::{Cred, Fid};
 
 /// The FID of a path inside the file system.
 pub async fn path2fid(c: &Client, cred: &Cred, path: &str) -> Result<Fid, LfsError> {
     Ok(c.resolve(cred, path).await?.0.fid)
-}
-
-/// A path of `fid` inside the file system (`/` for the root, `/a/b`
-/// below it); one of them for a file with several links.
-pub async fn fid2path(c: &Client, cred: &Cred, fid: Fid) -> Result<String, LfsError> {
-    if fid == c.root() {
-        return Ok("/".into());
-    }
-    match c.md_as(cred.clone(), MdsRequest::Fid2Path { fid }).await {
-        Ok(MdsReply::Path { path }) => return Ok(path),
-        Ok(_) => return Err(client::ClientError::UnexpectedReply { service: "MDS" }.into()),
-        Err(e) if e.errno() == Errno::EOPNOTSUPP => {}
-        Err(e) => return Err(e.into()),
-    }
-    // Breadth first, so the shortest path is found first.
-    let mut dirs = VecDeque::from([(c.root(), String::new())]);
-    while let Some((dir, path)) = dirs.pop_front() {
-        let entries = match c.readdir_all(cred, dir).await {
-            Ok(e) => e,
-            // A directory we may not read cannot hide the answer from a
-            // user who may not see it anyway.
-            Err(e) if e.errno() == Errno::EACCES => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for e in entries.into_iter().filter(|e| e.name != "." && e.name != "..") {
-            let child = format!("{path}/{}", e.name);
-            if e.fid == fid {
-                return Ok(child);
-            }
-            if e.kind == libc::S_IFDIR {
-                dirs.push_back((e.fid, child));
-            }
-        }
-    }
-    Err(LfsError::Errno(Errno::ENOENT))
 }
 
 /// A stable instance name for a mount: Lustre prints the client's

@@ -8,6 +8,7 @@
 
 pub mod df;
 pub mod error;
+pub mod fid2path;
 pub mod fids;
 pub mod find;
 pub mod getstripe;
@@ -42,13 +43,8 @@ pub enum LfsCmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// The path of each FID (searches the namespace: the MDS keeps no parent pointers yet).
-    Fid2path {
-        /// The file system name or its mount point.
-        fs: String,
-        #[arg(required = true)]
-        fids: Vec<String>,
-    },
+    /// The paths of each FID (every hard link's, unless --link picks one).
+    Fid2path(fid2path::Fid2pathArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -323,7 +319,8 @@ pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
                 }
             }
         }
-        LfsCmd::Fid2path { fs, fids: wanted } => {
+        LfsCmd::Fid2path(a) => {
+            let fs = a.fs.clone();
             let mount = if fs.starts_with('/') {
                 locate(&fs).map(|l: Located| l.mount)
             } else {
@@ -337,19 +334,23 @@ pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
                 Ok(m) => m,
                 Err(e) => return Ok(report("fid2path", "cannot find", &fs, &e)),
             };
-            for f in &wanted {
+            for f in &a.fids {
                 let r =
                     async {
                         let fid: Fid = f.parse().map_err(|e: proto::fid::FidParseError| {
                             LfsError::BadArg { what: "FID", value: f.clone(), reason: e.to_string() }
                         })?;
                         let c = clients.get(&mount).await?;
-                        fids::fid2path(&c, &cred, fid).await
+                        Ok::<_, LfsError>((fid, fid2path::paths(&c, &cred, fid, a.link).await?))
                     }
                     .await;
                 match r {
-                    Ok(p) if p == "/" => println!("{}", mount.dir.display()),
-                    Ok(p) => println!("{}{p}", mount.dir.display()),
+                    Ok((fid, found)) => {
+                        let dir = mount.dir.to_string_lossy();
+                        for (link, p) in found {
+                            println!("{}", fid2path::line(&a, fid, link, &dir, &p));
+                        }
+                    }
                     Err(e) => status = report("fid2path", "cannot find", f, &e),
                 }
             }
