@@ -36,6 +36,8 @@ pub struct Client {
     pub(crate) live: Live,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) metrics: ClientMetrics,
+    /// Checksum mismatches seen, and the fault injection of bulk damage.
+    pub(crate) integrity: crate::integrity::Integrity,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -114,6 +116,7 @@ impl Client {
             tunables,
             pool,
             metrics,
+            integrity: Default::default(),
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {

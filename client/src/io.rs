@@ -4,7 +4,9 @@
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
-use fabric::{Access, Errno, IoBuf, PoolBuf};
+use crate::integrity::Integrity;
+use crate::join;
+use fabric::{Access, BulkHandle, Errno, Exposure, IoBuf, PoolBuf};
 use proto::{Fid, Layout, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -70,25 +72,50 @@ fn copy_out(
     (chunk, r): (Chunk, Result<(PoolBuf, u64)>),
     off: u64,
     out: &mut [u8],
-    end_seen: &mut u64,
-    short: &mut bool,
+    seen: &mut Seen,
 ) -> Result<()> {
     let (buf, got) = r?;
-    if got < chunk.len {
-        *short = true;
-    }
     let mut at = 0u64;
     for (file_off, n) in &chunk.pieces {
         let dst = (file_off - off) as usize;
         let have = got.saturating_sub(at).min(*n) as usize;
-        if have > 0 {
-            *end_seen = (*end_seen).max(file_off + have as u64);
-        }
         out[dst..dst + have].copy_from_slice(&buf[at as usize..at as usize + have]);
-        out[dst + have..dst + *n as usize].fill(0);
         at += n;
     }
+    seen.chunk(&chunk, got, off, out);
     Ok(())
+}
+
+/// What the chunks of one read found: how far data reached, and whether
+/// any object ended before its chunk did.
+struct Seen {
+    end: u64,
+    short: bool,
+}
+
+impl Seen {
+    fn new(off: u64) -> Seen {
+        Seen { end: off, short: false }
+    }
+
+    /// Notes that `chunk` brought `got` bytes, and zero-fills in `out`
+    /// (which starts at file offset `off`) the part of its pieces it did
+    /// not bring.
+    fn chunk(&mut self, chunk: &Chunk, got: u64, off: u64, out: &mut [u8]) {
+        if got < chunk.len {
+            self.short = true;
+        }
+        let mut at = 0u64;
+        for (file_off, n) in &chunk.pieces {
+            let dst = (file_off - off) as usize;
+            let have = got.saturating_sub(at).min(*n) as usize;
+            if have > 0 {
+                self.end = self.end.max(file_off + have as u64);
+            }
+            out[dst + have..dst + *n as usize].fill(0);
+            at += n;
+        }
+    }
 }
 
 fn raid0(layout: &Layout) -> Result<&Raid0> {
@@ -102,7 +129,17 @@ fn check_range(off: u64, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// RPCs of one registered-buffer call started at once; the per-OST limit
+/// still bounds what is on the wire.
+const REGISTERED_WINDOW: usize = 64;
+
 impl Client {
+    /// Checksum mismatches this client saw, and the fault injection that
+    /// damages bulk transfers on purpose (for tests).
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
+    }
+
     /// Writes `data` at `off` of the file with `layout`. The data is copied
     /// once into registered buffers; [`Client::pwrite_registered`] avoids
     /// even that copy.
@@ -119,15 +156,35 @@ impl Client {
         for chunk in plan(r0, off, data.len() as u64, self.rpc_size() as u64) {
             let mut buf = self.pool.get().await;
             let mut at = 0usize;
+            let mut crc = 0u32;
             for (file_off, n) in &chunk.pieces {
                 let src = (file_off - off) as usize;
-                buf[at..at + *n as usize].copy_from_slice(&data[src..src + *n as usize]);
+                let dst = &mut buf[at..at + *n as usize];
+                dst.copy_from_slice(&data[src..src + *n as usize]);
+                // While the piece is still in cache.
+                crc = crc32c::crc32c_append(crc, dst);
                 at += *n as usize;
             }
             let obj = r0.objects[chunk.stripe];
             let me = self.clone();
             tasks.spawn(async move {
-                me.write_chunk(obj.ost_idx, obj.fid, chunk.obj_off, buf, chunk.len, sync).await
+                let ex = me
+                    .ep
+                    .registry()
+                    .expose_range(buf.io(), 0, chunk.len as usize, Access::Read)
+                    .map_err(|e| e.errno())?;
+                let r = me.write_rpc(
+                    obj.ost_idx,
+                    obj.fid,
+                    chunk.obj_off,
+                    vec![ex.handle()],
+                    chunk.len,
+                    crc,
+                    sync,
+                );
+                let r = r.await;
+                drop((ex, buf));
+                r
             });
             // Surface a failure early instead of queueing more work.
             while let Some(r) = tasks.try_join_next() {
@@ -140,36 +197,64 @@ impl Client {
         Ok(data.len())
     }
 
-    async fn write_chunk(
+    /// One write RPC of `len` bytes the OST pulls from `segs`. The OST
+    /// refuses data whose checksum does not match (EBADMSG) and writes
+    /// nothing; the bytes were damaged on the way, so they are sent again,
+    /// and a transfer damaged every time is EIO.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_rpc(
         &self,
         ost: u32,
         fid: Fid,
-        obj_off: u64,
-        buf: PoolBuf,
+        offset: u64,
+        segs: Vec<BulkHandle>,
         len: u64,
+        crc: u32,
         sync: bool,
     ) -> Result<()> {
-        let crc = crc32c::crc32c(&buf[..len as usize]);
-        let ex = self
-            .ep
-            .registry()
-            .expose_range(buf.io(), 0, len as usize, Access::Read)
-            .map_err(|e| e.errno())?;
-        let req = OstRequest::Write { fid, offset: obj_off, len, segs: vec![ex.handle()], crc, sync };
-        // The OST refuses data whose checksum does not match (EBADMSG) and
-        // writes nothing; the bytes were damaged on the way, so send again.
-        let mut attempt = 0;
+        let mut refused = 0;
         loop {
-            match self.ost(ost, &req).await {
+            let damaged =
+                if self.integrity.take_write_damage() { Some(self.damaged_copy(&segs, len)?) } else { None };
+            let segs = match &damaged {
+                Some((_, ex)) => vec![ex.handle()],
+                None => segs.clone(),
+            };
+            let r = self.ost(ost, &OstRequest::Write { fid, offset, len, segs, crc, sync }).await;
+            drop(damaged);
+            match r {
                 Ok(OstReply::Written { .. }) => return Ok(()),
                 Ok(_) => return Err(ClientError::UnexpectedReply { service: "OST" }),
-                Err(e) if e.errno() == fabric::Errno::EBADMSG && attempt < CHECKSUM_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(ost, %fid, attempt, "write checksum refused by the OST; resending");
+                Err(e) if e.errno() == Errno::EBADMSG => {
+                    self.integrity.write_refused();
+                    if refused == CHECKSUM_RETRIES {
+                        tracing::error!(ost, %fid, offset, len, "write checksum refused on every attempt");
+                        return Err(ClientError::Errno(Errno::EIO));
+                    }
+                    refused += 1;
+                    tracing::warn!(ost, %fid, offset, attempt = refused, "write checksum refused by the OST; resending");
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Fault injection: a copy of the bytes `segs` name with one bit
+    /// flipped, exposed for the OST to pull in their place.
+    fn damaged_copy(&self, segs: &[BulkHandle], len: u64) -> Result<(IoBuf, Exposure)> {
+        let mut copy = IoBuf::alloc(len as usize, None).map_err(|e| Errno::from_io(&e))?;
+        let mut at = 0usize;
+        for s in segs {
+            let src =
+                self.ep.registry().resolve(s.key, s.addr, s.len, Access::Read).map_err(|e| e.errno())?;
+            copy.as_mut_slice()[at..at + src.len()].copy_from_slice(src.as_slice());
+            at += src.len();
+        }
+        if let Some(b) = copy.as_mut_slice().first_mut() {
+            *b ^= 1;
+        }
+        let ex = self.ep.registry().expose(&copy, Access::Read);
+        Ok((copy, ex))
     }
 
     /// Writes from a registered buffer: the OSTs pull straight from it.
@@ -199,11 +284,9 @@ impl Client {
                 exposures.push(ex);
             }
             let obj = r0.objects[chunk.stripe];
-            let req =
-                OstRequest::Write { fid: obj.fid, offset: chunk.obj_off, len: chunk.len, segs, crc, sync };
             let me = self.clone();
             tasks.spawn(async move {
-                let r = me.ost(obj.ost_idx, &req).await;
+                let r = me.write_rpc(obj.ost_idx, obj.fid, chunk.obj_off, segs, chunk.len, crc, sync).await;
                 drop(exposures);
                 r
             });
@@ -220,10 +303,7 @@ impl Client {
         check_range(off, out.len() as u64)?;
         let r0 = raid0(layout)?;
         let mut tasks = JoinSet::new();
-        // The file ends where the furthest byte any object holds lands; a
-        // short object inside that range is a hole.
-        let mut end_seen = off;
-        let mut short = false;
+        let mut seen = Seen::new(off);
         for chunk in plan(r0, off, out.len() as u64, self.rpc_size() as u64) {
             // Each result is copied out as soon as it arrives, which gives its
             // buffer back: a read larger than the pool never waits on itself.
@@ -232,7 +312,7 @@ impl Client {
                     break b;
                 }
                 match tasks.join_next().await {
-                    Some(r) => copy_out(r.expect("read task"), off, out, &mut end_seen, &mut short)?,
+                    Some(r) => copy_out(r.expect("read task"), off, out, &mut seen)?,
                     None => break self.pool.get().await,
                 }
             };
@@ -244,17 +324,124 @@ impl Client {
             });
         }
         while let Some(r) = tasks.join_next().await {
-            copy_out(r.expect("read task"), off, out, &mut end_seen, &mut short)?;
+            copy_out(r.expect("read task"), off, out, &mut seen)?;
         }
-        let end = if short {
+        self.read_end(layout, r0, off, out.len() as u64, &seen).await
+    }
+
+    /// Reads into the registered `buf` from `off`: the OSTs push straight
+    /// into it, with no copy on this side. Returns the bytes read, short
+    /// only at end of file; holes read as zeros. If the call is dropped
+    /// before it returns, what `buf` holds is unspecified.
+    pub async fn pread_registered(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        buf: &mut IoBuf,
+    ) -> Result<usize> {
+        let len = buf.len() as u64;
+        check_range(off, len)?;
+        let r0 = raid0(layout)?;
+        let chunks = plan(r0, off, len, self.rpc_size() as u64);
+        let results = {
+            let (shared, chunks): (&IoBuf, &[Chunk]) = (buf, &chunks);
+            let rpcs = (0..chunks.len()).map(|i| async move {
+                let c = &chunks[i];
+                let obj = r0.objects[c.stripe];
+                (i, self.read_into(shared, off, c, obj.ost_idx, obj.fid).await)
+            });
+            join::run_all(rpcs, REGISTERED_WINDOW).await
+        };
+        let mut got = vec![0u64; chunks.len()];
+        for (i, r) in results {
+            got[i] = r?;
+        }
+        let mut seen = Seen::new(off);
+        for (c, n) in chunks.iter().zip(&got) {
+            seen.chunk(c, *n, off, buf.as_mut_slice());
+        }
+        self.read_end(layout, r0, off, len, &seen).await
+    }
+
+    /// One chunk read straight into its pieces of `buf` (which starts at
+    /// file offset `off`), checked as soon as it lands and read again while
+    /// its checksum does not match; the bytes the OST sent.
+    async fn read_into(&self, buf: &IoBuf, off: u64, chunk: &Chunk, ost: u32, fid: Fid) -> Result<u64> {
+        let mut segs = Vec::with_capacity(chunk.pieces.len());
+        let mut exposures = Vec::with_capacity(chunk.pieces.len());
+        for (file_off, n) in &chunk.pieces {
+            let ex = self
+                .ep
+                .registry()
+                .expose_range(buf, (file_off - off) as usize, *n as usize, Access::Write)
+                .map_err(|e| e.errno())?;
+            segs.push(ex.handle());
+            exposures.push(ex);
+        }
+        let mut attempt = 0;
+        loop {
+            let (n, crc) = self.read_rpc(ost, fid, chunk.obj_off, chunk.len, segs.clone()).await?;
+            // Other chunks may still be landing in `buf`: the pieces are read
+            // through the registry, which names exactly this chunk's bytes.
+            let mut have = 0u32;
+            let mut at = 0u64;
+            for h in &segs {
+                let take = n.saturating_sub(at).min(h.len);
+                if take > 0 {
+                    let mut piece = self
+                        .ep
+                        .registry()
+                        .resolve(h.key, h.addr, take, Access::Write)
+                        .map_err(|e| e.errno())?;
+                    if at == 0 && self.integrity.take_read_damage() {
+                        // SAFETY: this call owns the range, and the transfer into it is over.
+                        unsafe { piece.as_mut_slice()[0] ^= 1 };
+                    }
+                    have = crc32c::crc32c_append(have, piece.as_slice());
+                }
+                at += h.len;
+            }
+            if have == crc {
+                drop(exposures);
+                return Ok(n);
+            }
+            self.integrity.read_mismatch();
+            if attempt == CHECKSUM_RETRIES {
+                return Err(ClientError::Checksum { ost, want: crc, got: have });
+            }
+            attempt += 1;
+            tracing::warn!(ost, %fid, want = crc, got = have, attempt, "read checksum mismatch; reading again");
+        }
+    }
+
+    /// One read RPC of up to `len` bytes into `segs`: the bytes the OST
+    /// sent (never more than asked) and their checksum.
+    async fn read_rpc(
+        &self,
+        ost: u32,
+        fid: Fid,
+        offset: u64,
+        len: u64,
+        segs: Vec<BulkHandle>,
+    ) -> Result<(u64, u32)> {
+        match self.ost(ost, &OstRequest::Read { fid, offset, len, segs }).await? {
+            OstReply::ReadDone { len: got, crc } if got <= len => Ok((got, crc)),
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+
+    /// How many bytes from `off` a read of `len` bytes returns, given what
+    /// its chunks found.
+    async fn read_end(&self, layout: &Layout, r0: &Raid0, off: u64, len: u64, seen: &Seen) -> Result<usize> {
+        let end = if seen.short {
             // Ask every object how long it is: bytes up to the real end of
             // file that no object holds are holes, not EOF.
             let sizes = self.object_attrs(layout).await?;
             let size =
                 sizes.iter().enumerate().map(|(s, a)| r0.file_size_from_object(s, a.size)).max().unwrap_or(0);
-            size.max(end_seen).min(off + out.len() as u64)
+            size.max(seen.end).min(off + len)
         } else {
-            off + out.len() as u64
+            off + len
         };
         Ok(end.saturating_sub(off) as usize)
     }
@@ -288,26 +475,27 @@ impl Client {
         fid: Fid,
         obj_off: u64,
         len: u64,
-        buf: PoolBuf,
+        mut buf: PoolBuf,
     ) -> std::result::Result<(PoolBuf, u64), (ClientError, PoolBuf)> {
         let ex = match self.ep.registry().expose_range(buf.io(), 0, len as usize, Access::Write) {
             Ok(ex) => ex,
             Err(e) => return Err((e.errno().into(), buf)),
         };
-        let req = OstRequest::Read { fid, offset: obj_off, len, segs: vec![ex.handle()] };
-        let reply = self.ost(ost, &req).await;
+        let reply = self.read_rpc(ost, fid, obj_off, len, vec![ex.handle()]).await;
         drop(ex);
-        match reply {
-            Ok(OstReply::ReadDone { len: got, crc }) => {
-                let have = crc32c::crc32c(&buf[..got as usize]);
-                if have != crc {
-                    return Err((ClientError::Checksum { ost, want: crc, got: have }, buf));
-                }
-                Ok((buf, got))
-            }
-            Ok(_) => Err((ClientError::UnexpectedReply { service: "OST" }, buf)),
-            Err(e) => Err((e, buf)),
+        let (got, crc) = match reply {
+            Ok(r) => r,
+            Err(e) => return Err((e, buf)),
+        };
+        if got > 0 && self.integrity.take_read_damage() {
+            buf[0] ^= 1;
         }
+        let have = crc32c::crc32c(&buf[..got as usize]);
+        if have != crc {
+            self.integrity.read_mismatch();
+            return Err((ClientError::Checksum { ost, want: crc, got: have }, buf));
+        }
+        Ok((buf, got))
     }
 }
 

@@ -7,7 +7,9 @@ mod error;
 mod extra;
 mod fid_path;
 pub mod fuse;
+mod integrity;
 mod io;
+mod join;
 pub mod metrics;
 mod mount_spec;
 mod tunables;
@@ -15,6 +17,7 @@ mod tunables;
 pub use client::{Client, process_cred};
 pub use error::{ClientError, Result};
 pub use fuse::{MountError, MountGuard, MountOptions};
+pub use integrity::Integrity;
 pub use mount_spec::MountSpec;
 pub use tunables::{
     ClientTunables, MAX_RPCS_IN_FLIGHT, PAGE_SIZE, RpcStats, TunableError, check_pages_per_rpc,

@@ -6,6 +6,7 @@
 
 use super::cluster::{BenchFs, FSNAME, fs_type};
 use super::fio::{FioJob, FioResult, supports_direct_io};
+use super::io::cpu_seconds;
 use super::iperf3_gbits;
 use super::report::{bandwidth, human, rate, ratio, target};
 use super::tmpfs::Tmpfs;
@@ -127,12 +128,21 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench) -> Result<()> {
         };
         let secs = Some(Duration::from_secs(a.seconds));
 
+        let gib = a.size as f64 / (1u64 << 30) as f64;
+        let cpu = cpu_seconds();
         let g = ost.sequential(fid, a.size, a.inflight, true).await?;
+        let write_cpu = (cpu_seconds() - cpu) / gib;
         let f = fio("write", RPC, None).run_async().await?;
         print_bw("seq write 1 MiB", g, f);
+        let cpu = cpu_seconds();
         let g = ost.sequential(fid, a.size, a.inflight, false).await?;
+        let read_cpu = (cpu_seconds() - cpu) / gib;
         let f = fio("read", RPC, None).run_async().await?;
         print_bw("seq read  1 MiB", g, f);
+        println!(
+            "  CPU of the sequential runs (OSS and driver of this process together): write {write_cpu:.2} s/GiB, \
+             read {read_cpu:.2} s/GiB"
+        );
         let g = ost.random(fid, a.size, a.inflight, Duration::from_secs(a.seconds), true).await?;
         let f = fio("randwrite", SMALL, secs).run_async().await?;
         print_iops("rand write 4 KiB", g, f);
