@@ -120,6 +120,10 @@ impl Filesystem for GlintFs {
         // Shared mappings of files opened for direct I/O, which programs
         // that mmap their files (databases, some build tools) need.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // Files are opened for direct I/O; without this the kernel sends an
+        // application's O_DIRECT aio (fio's iodepth, databases) one request
+        // at a time, so the stripes were never read or written in parallel.
+        let _ = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO);
         Ok(())
     }
 
