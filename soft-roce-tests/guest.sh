@@ -4,7 +4,7 @@
 # log and a status line per test into the results directory shared with the
 # host (the guest's own /tmp is lost at power-off).
 #
-# usage: guest.sh RESULTS_DIR SELFTEST_BINARY PERFTEST_ITERATIONS VERBS_SECONDS
+# usage: guest.sh RESULTS_DIR SELFTEST_BINARY PERFTEST_ITERATIONS VERBS_SECONDS O2IB_SELFTEST_BINARY GLINT_BINARY|none
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -12,6 +12,10 @@ R=$1
 SELFTEST=$2
 ITERS=$3
 VERBS_SECONDS=$4
+O2IBTEST=$5
+GLINT=${6:-none}
+O2IB_PORT=18530
+O2IB_TCP_PORT=18540
 PERF_PORT=18600
 VERBS_PORT=18515
 
@@ -135,4 +139,49 @@ else
     status "FAIL verbs_selftest exited $rc (see verbs_selftest.txt)"
 fi
 echo "verbs_done=$(now)" >>"$R/guest-timing"
+
+# --- the o2ib LND and RPC over it ------------------------------------------
+timeout 400 "$O2IBTEST" --addr "$CM_ADDR" --port "$O2IB_PORT" --tcp-port "$O2IB_TCP_PORT" --mode all \
+    --seconds "$VERBS_SECONDS" >"$R/o2ib_selftest.txt" 2>&1
+rc=$?
+cat "$R/o2ib_selftest.txt"
+grep -E '^(PASS|FAIL) ' "$R/o2ib_selftest.txt" | sed 's/^\(PASS\|FAIL\) /\1 o2ib: /' >>"$R/status"
+grep -E '^o2ib-lnd-bw ' "$R/o2ib_selftest.txt" >>"$R/bandwidth"
+if [ "$rc" -eq 0 ]; then
+    status "PASS o2ib_selftest exited 0"
+else
+    status "FAIL o2ib_selftest exited $rc (see o2ib_selftest.txt)"
+fi
+# The LND beside perftest at 1 MiB: code against code, both CPU-bound here.
+ratio() { # OP TOOL LABEL
+    local lnd ref
+    lnd=$(awk -v op="$1" '$1 == "o2ib-lnd-bw" && $2 == op { sub("MiB/s=", "", $6); print $6 }' "$R/bandwidth")
+    ref=$(awk -v t="$2 ($3)" 'index($0, t) == 1 { sub(".*MiB/s=", ""); print }' "$R/bandwidth")
+    [ -n "$lnd" ] && [ -n "$ref" ] &&
+        awk -v a="$lnd" -v b="$ref" -v op="$1" -v t="$2 ($3)" \
+            'BEGIN { printf "ratio o2ib LND %s %.1f MiB/s / %s %.2f MiB/s = %.0f%%\n", op, a, t, b, 100 * a / b }'
+}
+{
+    ratio WRITE ib_write_bw rxe1-cm
+    ratio READ ib_read_bw rxe1-cm
+    ratio WRITE ib_write_bw rxe0-lo
+    ratio READ ib_read_bw rxe0-lo
+} >>"$R/bandwidth"
+echo "o2ib_done=$(now)" >>"$R/guest-timing"
+
+# --- glint bench fabric over o2ib, beside perftest (it runs perftest itself) --
+if [ "$GLINT" != none ]; then
+    t0=$(now)
+    timeout 240 "$GLINT" bench fabric --net o2ib --addr "$CM_ADDR" --seconds "$VERBS_SECONDS" \
+        >"$R/glint-bench-fabric-o2ib.txt" 2>&1
+    rc=$?
+    cat "$R/glint-bench-fabric-o2ib.txt"
+    grep -E '^bulk 1 MiB' "$R/glint-bench-fabric-o2ib.txt" | sed 's/^/glint bench fabric --net o2ib: /' >>"$R/bandwidth"
+    if [ "$rc" -eq 0 ] && [ "$(grep -c 'ratio' "$R/glint-bench-fabric-o2ib.txt")" -eq 2 ]; then
+        status "PASS glint bench fabric --net o2ib, beside ib_write_bw/ib_read_bw ($(since "$t0") s)"
+    else
+        status "FAIL glint bench fabric --net o2ib exited $rc (see glint-bench-fabric-o2ib.txt)"
+    fi
+fi
+echo "bench_done=$(now)" >>"$R/guest-timing"
 echo "DONE" >>"$R/status"

@@ -104,6 +104,47 @@ fn conn_param(conn: &Connection) -> ConnectionParameter {
 
 /// Open an RC connection to a listener at `dst` through `hca`.
 pub fn connect(hca: &Arc<Hca>, dst: SocketAddr, cfg: &ConnConfig) -> Result<Connection, O2ibError> {
+    connect_watched(hca, dst, cfg).map(|(conn, _)| conn)
+}
+
+/// What an rdma_cm event channel reported, outside a handshake.
+pub(crate) enum CmNews {
+    /// A peer's connection was accepted; messages may already arrive.
+    Accepted(Box<Connection>),
+    /// The connection of this id is gone (disconnect, error, device removal).
+    Closed(Arc<Identifier>),
+    /// Something that needs no action.
+    Nothing,
+}
+
+/// Take one event off `channel` without blocking: `None` when there is
+/// none. Used for the channels of established connections, where every
+/// event but ESTABLISHED means the connection is over.
+pub(crate) fn next_news(channel: &Arc<EventChannel>) -> Result<Option<CmNews>, O2ibError> {
+    let event = match channel.get_cm_event() {
+        Ok(event) => event,
+        Err(e) if matches!(e.0, GetEventErrorKind::NoEvent) => return Ok(None),
+        Err(e) => return Err(O2ibError::call("rdma_get_cm_event", e)),
+    };
+    let got = event.event_type();
+    let id = event.cm_id();
+    ack(event)?;
+    Ok(Some(match (got, id) {
+        (EventType::Established | EventType::TimewaitExit, _) | (_, None) => CmNews::Nothing,
+        (other, Some(id)) => {
+            tracing::debug!(event = ?other, "rdma_cm event ends a connection");
+            CmNews::Closed(id)
+        }
+    }))
+}
+
+/// Open an RC connection to a listener at `dst` through `hca`, and return
+/// the event channel that will report its disconnection.
+pub(crate) fn connect_watched(
+    hca: &Arc<Hca>,
+    dst: SocketAddr,
+    cfg: &ConnConfig,
+) -> Result<(Connection, Arc<EventChannel>), O2ibError> {
     let deadline = Some(Instant::now() + cfg.timeout);
     let step = cfg.timeout.min(Duration::from_secs(30));
     let channel = new_channel()?;
@@ -119,7 +160,7 @@ pub fn connect(hca: &Arc<Hca>, dst: SocketAddr, cfg: &ConnConfig) -> Result<Conn
     conn.ready()?;
     id.establish().map_err(|e| O2ibError::call("rdma_establish", e))?;
     tracing::debug!(%dst, qp = conn.qp_number(), "o2ib connected");
-    Ok(conn)
+    Ok((conn, channel))
 }
 
 /// A passive rdma_cm endpoint accepting RC connections on one address.
@@ -157,6 +198,52 @@ impl Listener {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The event channel's descriptor, readable when an event waits.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.channel.as_raw_fd()
+    }
+
+    /// Handle one event of the listener's channel without blocking: a
+    /// connect request is accepted at once (the ESTABLISHED that follows
+    /// needs nothing: receives are posted and the queue pair is ready), a
+    /// disconnect names the connection that is over. `None` when no event
+    /// waits.
+    pub(crate) fn next_news(&self) -> Result<Option<CmNews>, O2ibError> {
+        let event = match self.channel.get_cm_event() {
+            Ok(event) => event,
+            Err(e) if matches!(e.0, GetEventErrorKind::NoEvent) => return Ok(None),
+            Err(e) => return Err(O2ibError::call("rdma_get_cm_event", e)),
+        };
+        let got = event.event_type();
+        let id = event.cm_id();
+        ack(event)?;
+        let Some(id) = id else { return Ok(Some(CmNews::Nothing)) };
+        match got {
+            EventType::ConnectRequest => {
+                let accepted = Connection::create(&self.hca, id, &self.cfg).and_then(|mut conn| {
+                    conn.ready()?;
+                    conn.identifier()
+                        .accept(conn_param(&conn))
+                        .map_err(|e| O2ibError::call("rdma_accept", e))?;
+                    Ok(conn)
+                });
+                match accepted {
+                    Ok(conn) => Ok(Some(CmNews::Accepted(Box::new(conn)))),
+                    Err(e) => {
+                        // Dropping the id rejects the request.
+                        tracing::warn!(error = %e, "refusing o2ib connection");
+                        Ok(Some(CmNews::Nothing))
+                    }
+                }
+            }
+            EventType::Established | EventType::TimewaitExit => Ok(Some(CmNews::Nothing)),
+            other => {
+                tracing::debug!(event = ?other, "rdma_cm event ends an accepted connection");
+                Ok(Some(CmNews::Closed(id)))
+            }
+        }
     }
 
     /// Accept the next connection, waiting at most `timeout` for it to

@@ -11,7 +11,9 @@ use super::completion::{Completion, Op, Queue, decode_wr_id, encode_wr_id};
 use super::device::mtu_bytes;
 use super::{Hca, O2ibError, Registration, RemoteBuf};
 use sideway::ibverbs::AccessFlags;
-use sideway::ibverbs::completion::{BasicCompletionQueue, PollCompletionQueueError, WorkCompletionStatus};
+use sideway::ibverbs::completion::{
+    BasicCompletionQueue, CompletionChannel, CompletionQueue, PollCompletionQueueError, WorkCompletionStatus,
+};
 use sideway::ibverbs::device_context::Mtu;
 use sideway::ibverbs::queue_pair::{
     BasicQueuePair, PostSendGuard, QueuePair, QueuePairAttributeMask, QueuePairState, SetScatterGatherEntry,
@@ -36,6 +38,9 @@ pub struct ConnConfig {
     pub rdma_slots: usize,
     /// How long connection setup may take.
     pub timeout: Duration,
+    /// Where the completion queue signals new completions, for a poller
+    /// that sleeps instead of spinning; `None` for callers that poll.
+    pub comp_channel: Option<Arc<CompletionChannel>>,
 }
 
 impl Default for ConnConfig {
@@ -46,6 +51,7 @@ impl Default for ConnConfig {
             send_slots: 32,
             rdma_slots: 32,
             timeout: Duration::from_secs(30),
+            comp_channel: None,
         }
     }
 }
@@ -64,6 +70,14 @@ impl ConnConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a received message's buffer goes back to the HCA at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repost {
+    Now,
+    /// The caller keeps the buffer and reposts it later.
+    Later,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -125,12 +139,12 @@ impl Connection {
         }
         let send_wr = cfg.send_slots + cfg.rdma_slots;
         let cqe = send_wr + cfg.recv_slots;
-        let cq = hca
-            .context()
-            .create_cq_builder()
-            .setup_cqe(cqe as u32)
-            .build()
-            .map_err(|e| O2ibError::call("ibv_create_cq", e))?;
+        let mut builder = hca.context().create_cq_builder();
+        builder.setup_cqe(cqe as u32);
+        if let Some(channel) = &cfg.comp_channel {
+            builder.setup_comp_channel(channel, 0);
+        }
+        let cq = builder.build().map_err(|e| O2ibError::call("ibv_create_cq", e))?;
         let mut qp = hca
             .pd()
             .create_qp_builder()
@@ -237,12 +251,19 @@ impl Connection {
 
     /// Send one immediate message; its completion carries `wr_id`.
     pub fn send(&mut self, wr_id: u64, msg: &[u8]) -> Result<(), O2ibError> {
-        if msg.len() > self.cfg.msg_size {
-            return Err(O2ibError::TooLarge { len: msg.len(), max: self.cfg.msg_size });
+        self.send_parts(wr_id, &[msg])
+    }
+
+    /// Send one immediate message gathered from `parts` (copied one after
+    /// the other into a send buffer); its completion carries `wr_id`.
+    pub fn send_parts(&mut self, wr_id: u64, parts: &[&[u8]]) -> Result<(), O2ibError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > self.cfg.msg_size {
+            return Err(O2ibError::TooLarge { len: total, max: self.cfg.msg_size });
         }
         let slot =
             self.free_send.pop().ok_or(O2ibError::Busy { what: "send", slots: self.cfg.send_slots })?;
-        let result = self.post_send_slot(slot, msg);
+        let result = self.post_send_slot(slot, parts, total);
         match result {
             Ok(()) => self.send_owner[slot] = Some(wr_id),
             Err(_) => self.free_send.push(slot),
@@ -250,10 +271,57 @@ impl Connection {
         result
     }
 
-    fn post_send_slot(&mut self, slot: usize, msg: &[u8]) -> Result<(), O2ibError> {
+    /// Send buffers free now.
+    pub fn free_send_slots(&self) -> usize {
+        self.free_send.len()
+    }
+
+    /// RDMA slots free now.
+    pub fn free_rdma_slots(&self) -> usize {
+        self.free_rdma.len()
+    }
+
+    /// Post receive buffer `slot` again, after a message kept with
+    /// [`Repost::Later`] has been consumed.
+    pub fn repost_recv(&mut self, slot: usize) -> Result<(), O2ibError> {
+        if slot >= self.cfg.recv_slots {
+            return Err(O2ibError::OutOfRange { off: slot, len: 1, region_len: self.cfg.recv_slots });
+        }
+        self.post_recv(slot)
+    }
+
+    /// The registered memory receive buffers live in; slot `i` is at
+    /// `i * msg_size`.
+    pub(crate) fn recv_registration(&self) -> &Arc<Registration> {
+        &self.recv_buf
+    }
+
+    /// Ask for one event on the completion channel at the next completion.
+    /// Completions that arrived before this call raise no event: poll
+    /// once more after arming.
+    pub(crate) fn arm(&self) -> Result<(), O2ibError> {
+        // SAFETY: the CQ is alive (self holds it); req_notify only flags it.
+        let rc = unsafe { rdma_mummy_sys::ibv_req_notify_cq(self.cq.cq().as_ptr(), 0) };
+        if rc != 0 {
+            return Err(O2ibError::call("ibv_req_notify_cq", std::io::Error::from_raw_os_error(rc)));
+        }
+        Ok(())
+    }
+
+    /// The completion queue's address, which completion channel events name.
+    pub(crate) fn cq_key(&self) -> usize {
+        // SAFETY: only the address is taken, as an identity.
+        unsafe { self.cq.cq().as_ptr() as usize }
+    }
+
+    fn post_send_slot(&mut self, slot: usize, parts: &[&[u8]], total: usize) -> Result<(), O2ibError> {
         let off = slot * self.cfg.msg_size;
-        self.send_buf.write_at(off, msg)?;
-        let (addr, len) = self.send_buf.local(off, msg.len())?;
+        let mut at = off;
+        for part in parts {
+            self.send_buf.write_at(at, part)?;
+            at += part.len();
+        }
+        let (addr, len) = self.send_buf.local(off, total)?;
         let lkey = self.send_buf.lkey();
         let mut guard = self.qp.start_post_send();
         let wr = guard.construct_wr(encode_wr_id(Queue::Send, slot), WorkRequestFlags::Signaled).setup_send();
@@ -325,6 +393,17 @@ impl Connection {
     /// return how many there were. A received message is posted again once
     /// `f` returns; a failed request is reported, not returned as an error.
     pub fn poll(&mut self, mut f: impl FnMut(Completion<'_>)) -> Result<usize, O2ibError> {
+        self.poll_with(|c| {
+            f(c);
+            Repost::Now
+        })
+    }
+
+    /// As [`Connection::poll`], but `f` may keep a received message's
+    /// buffer ([`Repost::Later`]) and give it back with
+    /// [`Connection::repost_recv`] once it has been consumed, so a message
+    /// is handed on without a copy.
+    pub fn poll_with(&mut self, mut f: impl FnMut(Completion<'_>) -> Repost) -> Result<usize, O2ibError> {
         let mut batch = [RawCompletion::default(); POLL_BATCH];
         let mut n = 0;
         match self.cq.start_poll() {
@@ -349,7 +428,11 @@ impl Connection {
         Ok(n)
     }
 
-    fn deliver(&mut self, wc: RawCompletion, f: &mut impl FnMut(Completion<'_>)) -> Result<(), O2ibError> {
+    fn deliver(
+        &mut self,
+        wc: RawCompletion,
+        f: &mut impl FnMut(Completion<'_>) -> Repost,
+    ) -> Result<(), O2ibError> {
         let status = WorkCompletionStatus::from(wc.status);
         let Some((queue, slot)) = decode_wr_id(wc.wr_id) else {
             tracing::warn!(wr_id = wc.wr_id, ?status, "completion for a work request o2ib never posted");
@@ -362,7 +445,7 @@ impl Connection {
                     return Ok(());
                 };
                 self.free_send.push(slot);
-                f(Completion { op: Op::Send, wr_id, status, data: &[] });
+                let _ = f(Completion { op: Op::Send, wr_id, status, data: &[] });
             }
             Queue::Rdma => {
                 let Some(done) = self.rdma.get_mut(slot).and_then(Option::take) else {
@@ -370,21 +453,22 @@ impl Connection {
                     return Ok(());
                 };
                 self.free_rdma.push(slot);
-                f(Completion { op: done.op, wr_id: done.wr_id, status, data: &[] });
+                let _ = f(Completion { op: done.op, wr_id: done.wr_id, status, data: &[] });
             }
             Queue::Recv => {
                 if status != WorkCompletionStatus::Success {
                     // The QP is in error: nothing will arrive in this slot
                     // again, so it is not posted again.
-                    f(Completion { op: Op::Recv, wr_id: slot as u64, status, data: &[] });
+                    let _ = f(Completion { op: Op::Recv, wr_id: slot as u64, status, data: &[] });
                     return Ok(());
                 }
                 let len = (wc.byte_len as usize).min(self.cfg.msg_size);
                 // SAFETY: the HCA finished writing this slot (its completion
                 // is here) and it is posted again only after `f` returns.
                 let data = unsafe { self.recv_buf.slice(slot * self.cfg.msg_size, len)? };
-                f(Completion { op: Op::Recv, wr_id: slot as u64, status, data });
-                self.post_recv(slot)?;
+                if f(Completion { op: Op::Recv, wr_id: slot as u64, status, data }) == Repost::Now {
+                    self.post_recv(slot)?;
+                }
             }
         }
         Ok(())

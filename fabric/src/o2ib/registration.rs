@@ -26,8 +26,35 @@ pub struct RemoteBuf {
 pub struct Registration {
     // Deregistered before the memory goes away: fields drop in order.
     mr: Arc<MemoryRegion>,
-    region: Arc<Region>,
+    memory: Memory,
     hca: Arc<Hca>,
+}
+
+/// What keeps a registration's memory mapped.
+enum Memory {
+    Region(Arc<Region>),
+    /// A range of memory someone else owns, held mapped by `_keep`.
+    Kept {
+        base: *mut u8,
+        len: usize,
+        _keep: Box<dyn std::any::Any + Send + Sync>,
+    },
+}
+
+impl Memory {
+    fn base(&self) -> *mut u8 {
+        match self {
+            Memory::Region(r) => r.base(),
+            Memory::Kept { base, .. } => *base,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Memory::Region(r) => r.len(),
+            Memory::Kept { len, .. } => *len,
+        }
+    }
 }
 
 // SAFETY: the region's bytes are touched only through bounds-checked copies
@@ -72,19 +99,51 @@ impl Registration {
         // which holds it and deregisters first.
         let mr = unsafe { hca.pd().reg_mr(region.base() as usize, region.len(), access) }
             .map_err(|e| O2ibError::call("ibv_reg_mr", e))?;
-        Ok(Arc::new(Registration { mr, region, hca: Arc::clone(hca) }))
+        Ok(Arc::new(Registration { mr, memory: Memory::Region(region), hca: Arc::clone(hca) }))
+    }
+
+    /// Register `len` bytes at `base`, memory this node owns elsewhere
+    /// (e.g. a range a peer may touch through an exposure); `keep` holds it
+    /// mapped and is dropped after the registration is gone.
+    ///
+    /// # Safety
+    /// `base..base+len` must be mapped, and stay mapped while `keep` lives.
+    pub unsafe fn register_kept(
+        hca: &Arc<Hca>,
+        base: *mut u8,
+        len: usize,
+        keep: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<Arc<Registration>, O2ibError> {
+        let access = AccessFlags::LocalWrite | AccessFlags::RemoteWrite | AccessFlags::RemoteRead;
+        // SAFETY: the caller keeps the range mapped while `keep` lives, and
+        // the registration drops the MR before `keep`.
+        let mr = unsafe { hca.pd().reg_mr(base as usize, len, access) }
+            .map_err(|e| O2ibError::call("ibv_reg_mr", e))?;
+        Ok(Arc::new(Registration {
+            mr,
+            memory: Memory::Kept { base, len, _keep: keep },
+            hca: Arc::clone(hca),
+        }))
     }
 
     pub fn len(&self) -> usize {
-        self.region.len()
+        self.memory.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.region.is_empty()
+        self.len() == 0
     }
 
     pub fn addr(&self) -> u64 {
-        self.region.base() as u64
+        self.memory.base() as u64
+    }
+
+    /// The region this registration covers, when it covers a whole one.
+    pub fn region(&self) -> Option<&Arc<Region>> {
+        match &self.memory {
+            Memory::Region(r) => Some(r),
+            Memory::Kept { .. } => None,
+        }
     }
 
     pub fn lkey(&self) -> u32 {
@@ -115,7 +174,7 @@ impl Registration {
         // `data` cannot alias it: it is a shared borrow of other memory or
         // of nothing the region hands out as a slice.
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.region.base().add(range.start), data.len())
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.memory.base().add(range.start), data.len())
         };
         Ok(())
     }
@@ -125,7 +184,7 @@ impl Registration {
         let range = checked_range(off, out.len(), self.len())?;
         // SAFETY: as in write_at; `out` is an exclusive borrow elsewhere.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.region.base().add(range.start), out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(self.memory.base().add(range.start), out.as_mut_ptr(), out.len())
         };
         Ok(())
     }
@@ -138,7 +197,7 @@ impl Registration {
     pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> Result<&[u8], O2ibError> {
         let range = checked_range(off, len, self.len())?;
         // SAFETY: in bounds (checked); the caller rules out writers.
-        Ok(unsafe { std::slice::from_raw_parts(self.region.base().add(range.start), len) })
+        Ok(unsafe { std::slice::from_raw_parts(self.memory.base().add(range.start), len) })
     }
 
     /// The local scatter entry for `len` bytes at `off`: (address, length).

@@ -1,13 +1,15 @@
 use super::dispatch::{Dispatcher, Job};
 use super::header::{FLAG_RESEND, Kind, RPC_HEADER_LEN, RPC_VERSION, RpcHeader};
 use super::reply_cache::{Begin, ReplyCache};
+use super::route::{Lnds, PeerRoute};
 use super::timeout::{AdaptiveTimeouts, TimeoutBounds};
 use crate::cpt::{CptConfig, CptPoolConfig, CptTable};
-use crate::lnd::{BulkBuf, Deliver, Lnd, LndError, RecvBuf};
+use crate::lnd::{BulkBuf, Deliver, LndError, RecvBuf};
 use crate::memory::{BulkHandle, MemoryRegistry};
 use crate::metrics::OpHistograms;
+use crate::o2ib::{O2ibConfig, O2ibLnd};
 use crate::tcp::{TcpConfig, TcpLnd};
-use crate::{Errno, NetType, Nid, ProcessId};
+use crate::{Errno, Nid, ProcessId};
 use prometheus::HistogramVec;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -21,6 +23,9 @@ use tokio::sync::{Notify, oneshot};
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     pub tcp: TcpConfig,
+    /// An o2ib NI beside the tcp one; it runs when this host has an RDMA
+    /// device, and o2ib peers fall back to tcp when it does not.
+    pub o2ib: Option<O2ibConfig>,
     pub timeouts: TimeoutBounds,
     /// How long a request keeps being resent before the caller gets an
     /// error. Lustre's "hard mount" waits forever; a bound keeps a dead
@@ -37,6 +42,7 @@ impl EndpointConfig {
     pub fn server(nid: Nid) -> EndpointConfig {
         EndpointConfig {
             tcp: TcpConfig::new(nid, crate::Pid::SERVER, true),
+            o2ib: None,
             timeouts: TimeoutBounds::default(),
             retry_limit: Duration::from_secs(120),
             cpts: CptConfig::PerNumaNode,
@@ -49,11 +55,20 @@ impl EndpointConfig {
     pub fn client(nid: Nid) -> EndpointConfig {
         EndpointConfig {
             tcp: TcpConfig::new(nid, crate::Pid::next_client(), false),
+            o2ib: None,
             timeouts: TimeoutBounds::default(),
             retry_limit: Duration::from_secs(120),
             cpts: CptConfig::PerNumaNode,
             service: service_threads(),
         }
+    }
+
+    /// Adds an o2ib NI at `nid` (same pid, listening as the tcp NI does):
+    /// o2ib peers are reached over it where this host has an RDMA device,
+    /// and over tcp to the same address where it has none.
+    pub fn with_o2ib(mut self, nid: Nid) -> EndpointConfig {
+        self.o2ib = Some(O2ibConfig::new(nid, self.tcp.pid, self.tcp.listen));
+        self
     }
 }
 
@@ -116,12 +131,12 @@ impl BulkCtx {
 
     /// Pulls the client's range into `buf[off..]` (a write's data).
     pub async fn get<B: BulkBuf>(&self, remote: BulkHandle, buf: B, off: usize) -> (B, Result<(), LndError>) {
-        self.ep.inner.tcp().bulk_get(self.peer, remote, buf, off).await
+        self.ep.inner.lnds().bulk_get(self.peer, remote, buf, off).await
     }
 
     /// Pushes `buf[off..off+remote.len]` into the client's range (a read's data).
     pub async fn put<B: BulkBuf>(&self, remote: BulkHandle, buf: B, off: usize) -> (B, Result<(), LndError>) {
-        self.ep.inner.tcp().bulk_put(self.peer, remote, buf, off).await
+        self.ep.inner.lnds().bulk_put(self.peer, remote, buf, off).await
     }
 }
 
@@ -168,8 +183,8 @@ pub struct RpcStats {
     /// Requests served on the network runtime because their partition's
     /// queue was full.
     pub dispatch_overflows: AtomicU64,
-    /// Calls to a peer on an RDMA network that went over tcp instead. The
-    /// endpoint routes only tcp today, so this stays 0 until o2ib is wired in.
+    /// Messages to a peer on an RDMA network that went over tcp instead
+    /// (no local RDMA device, o2ib switched off for it, o2ib connect failed).
     pub tcp_fallbacks: AtomicU64,
 }
 
@@ -179,7 +194,7 @@ type Portal = (Arc<dyn Service>, Arc<OpHistograms>);
 struct Inner {
     me: ProcessId,
     cfg: EndpointConfig,
-    tcp: OnceLock<TcpLnd>,
+    lnds: OnceLock<Lnds>,
     registry: Arc<MemoryRegistry>,
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
@@ -204,7 +219,11 @@ pub struct Endpoint {
 
 impl Inner {
     fn tcp(&self) -> &TcpLnd {
-        self.tcp.get().expect("endpoint started")
+        self.lnds().tcp()
+    }
+
+    fn lnds(&self) -> &Lnds {
+        self.lnds.get().expect("endpoint started")
     }
 
     fn peer_event(&self, peer: ProcessId) -> Arc<Notify> {
@@ -273,7 +292,7 @@ impl Endpoint {
             me: ProcessId { nid: cfg.tcp.nid, pid: cfg.tcp.pid },
             timeouts: AdaptiveTimeouts::new(cfg.timeouts),
             cfg: cfg.clone(),
-            tcp: OnceLock::new(),
+            lnds: OnceLock::new(),
             registry: registry.clone(),
             pending: Mutex::new(BTreeMap::new()),
             peer_events: Mutex::new(HashMap::new()),
@@ -290,8 +309,8 @@ impl Endpoint {
             ),
         });
         let inbox: Arc<dyn Deliver> = Arc::new(Inbox(Arc::downgrade(&inner)));
-        let tcp = TcpLnd::start(cfg.tcp, registry, inbox).await?;
-        let _ = inner.tcp.set(tcp);
+        let lnds = Lnds::start(cfg.tcp, cfg.o2ib, registry, inbox).await?;
+        let _ = inner.lnds.set(lnds);
         Ok(Endpoint { inner })
     }
 
@@ -305,6 +324,28 @@ impl Endpoint {
 
     pub fn tcp(&self) -> &TcpLnd {
         self.inner.tcp()
+    }
+
+    /// The o2ib NI, when one is configured and this host runs it.
+    pub fn o2ib(&self) -> Option<&O2ibLnd> {
+        self.inner.lnds().o2ib()
+    }
+
+    /// Why the configured o2ib NI is down (e.g. "no RDMA device").
+    pub fn o2ib_down(&self) -> Option<&str> {
+        self.inner.lnds().o2ib_down()
+    }
+
+    /// Switches o2ib off (or back on) for one peer NID: its messages go
+    /// over tcp to the same address meanwhile.
+    pub fn set_o2ib_for_peer(&self, peer: Nid, on: bool) {
+        self.inner.lnds().set_o2ib(peer, on)
+    }
+
+    /// How each o2ib peer this endpoint sent to is reached, and why over
+    /// tcp when it is.
+    pub fn peer_routes(&self) -> Vec<PeerRoute> {
+        self.inner.lnds().routes()
     }
 
     pub fn stats(&self) -> &RpcStats {
@@ -343,7 +384,7 @@ impl Endpoint {
     }
 
     pub fn shutdown(&self) {
-        self.inner.tcp().shutdown();
+        self.inner.lnds().shutdown();
     }
 
     /// Sends a request and waits for its reply, resending with the same
@@ -355,7 +396,7 @@ impl Endpoint {
         opcode: u16,
         body: &[u8],
     ) -> Result<Reply, RpcError> {
-        if peer.nid.net.kind != NetType::Tcp {
+        if !self.inner.lnds().reaches(peer.nid) {
             return Err(RpcError::NoRoute(peer.nid));
         }
         let inner = &*self.inner;
@@ -369,14 +410,15 @@ impl Endpoint {
         header.body_len = body.len() as u32;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let down = inner.peer_event(peer);
+            let via = inner.lnds().route(peer, &inner.stats.tcp_fallbacks);
+            let down = inner.peer_event(via);
             let lost = down.notified();
             tokio::pin!(lost);
             lost.as_mut().enable();
             header.aux = inner.min_unreplied();
             let sent_at = Instant::now();
             let raw = header.encode();
-            let retry = match inner.tcp().send(peer, &[&raw, body]).await {
+            let retry = match inner.lnds().send(via, &[&raw, body]).await {
                 Ok(()) => {
                     let wait = inner.timeouts.timeout(peer, portal);
                     tokio::select! {
@@ -391,6 +433,7 @@ impl Endpoint {
                         }
                     }
                 }
+                Err(e) if inner.lnds().fell_back(peer, via, &e) => continue,
                 Err(e) if e.is_transient() => e.to_string(),
                 Err(e) => return Err(e.into()),
             };
@@ -465,7 +508,7 @@ impl Endpoint {
                 inner.stats.replays.fetch_add(1, Ordering::Relaxed);
                 let ep = self.clone();
                 tokio::spawn(async move {
-                    let _ = ep.inner.tcp().send(from, &[&reply]).await;
+                    let _ = ep.inner.lnds().send(from, &[&reply]).await;
                 });
             }
             Begin::Run => {
@@ -552,7 +595,7 @@ impl Endpoint {
         if cache {
             self.inner.replies.finish(to, req.xid, msg.clone());
         }
-        if let Err(e) = self.inner.tcp().send(to, &[&msg]).await {
+        if let Err(e) = self.inner.lnds().send(to, &[&msg]).await {
             // The client resends and gets the cached reply.
             tracing::debug!(peer = %to, xid = req.xid, error = %e, "reply not delivered");
         }

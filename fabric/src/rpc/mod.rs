@@ -7,6 +7,7 @@ mod dispatch;
 mod endpoint;
 mod header;
 mod reply_cache;
+mod route;
 mod timeout;
 
 pub use endpoint::{
@@ -14,4 +15,5 @@ pub use endpoint::{
 };
 pub use header::{FLAG_RESEND, HeaderError, Kind, RPC_HEADER_LEN, RPC_VERSION, RpcHeader};
 pub use reply_cache::{Begin, ReplyCache};
+pub use route::{FallbackCause, O2IB_RETRY, PeerRoute};
 pub use timeout::{AdaptiveTimeouts, TimeoutBounds};

@@ -1,15 +1,21 @@
 //! `glint bench fabric`, in the manner of lnet_selftest: small-RPC round
-//! trips and bulk bandwidth over the tcp LND on loopback, each printed
-//! beside the limit measured in the same run (a raw TCP ping-pong of the
-//! same size, and single-stream iperf3).
+//! trips and bulk bandwidth, each printed beside the limit measured in the
+//! same run. Over the tcp LND on loopback the limits are a raw TCP
+//! ping-pong of the same size and single-stream iperf3; over the o2ib LND
+//! (`--net o2ib --addr ADDR`, an address on an RDMA interface: rdma_cm
+//! cannot use loopback) they are perftest's `ib_read_bw` and `ib_write_bw`
+//! at 1 MiB on the same device, run beside it.
 
 use super::{Stats, iperf3_gbits};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use fabric::memory::{Access, BulkHandle};
+use fabric::o2ib::O2ibConfig;
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
-use fabric::{Errno, IoBuf, Nid, Pid, ProcessId};
+use fabric::{Errno, IoBuf, Net, Nid, Pid, ProcessId};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +23,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PORTAL: u16 = 99;
 const PING: u16 = 1;
 const PULL: u16 = 2;
+const PUSH: u16 = 3;
+
+/// Which LND the benchmark runs over.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchNet {
+    Tcp,
+    O2ib,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct FabricBench {
@@ -29,6 +43,19 @@ pub struct FabricBench {
     /// Skip iperf3 (its figure is then missing from the report).
     #[arg(long)]
     pub no_iperf: bool,
+    /// The LND to measure.
+    #[arg(long, value_enum, default_value_t = BenchNet::Tcp)]
+    pub net: BenchNet,
+    /// The address both ends use with `--net o2ib`: one on an RDMA
+    /// interface (rdma_cm cannot connect over loopback).
+    #[arg(long)]
+    pub addr: Option<IpAddr>,
+    /// The rdma_cm port of the o2ib server.
+    #[arg(long, default_value_t = 19870)]
+    pub o2ib_port: u16,
+    /// Skip perftest (its figures are then missing from the report).
+    #[arg(long)]
+    pub no_perftest: bool,
 }
 
 struct Sink;
@@ -39,14 +66,16 @@ impl Service for Sink {
             match req.opcode {
                 PING => Ok(req.body().to_vec()),
                 PULL => {
-                    let b = req.body();
-                    let h = BulkHandle {
-                        addr: u64::from_le_bytes(b[0..8].try_into().map_err(|_| Errno::EINVAL)?),
-                        len: u64::from_le_bytes(b[8..16].try_into().map_err(|_| Errno::EINVAL)?),
-                        key: u64::from_le_bytes(b[16..24].try_into().map_err(|_| Errno::EINVAL)?),
-                    };
+                    let h = decode_handle(req.body())?;
                     let buf = POOL.with(|p| p.clone()).get().await;
                     let (_buf, r) = req.bulk.get(h, buf, 0).await;
+                    r.map_err(|e| e.errno())?;
+                    Ok(Vec::new())
+                }
+                PUSH => {
+                    let h = decode_handle(req.body())?;
+                    let buf = POOL.with(|p| p.clone()).get().await;
+                    let (_buf, r) = req.bulk.put(h, buf, 0).await;
                     r.map_err(|e| e.errno())?;
                     Ok(Vec::new())
                 }
@@ -56,11 +85,22 @@ impl Service for Sink {
     }
 }
 
+fn decode_handle(b: &[u8]) -> Result<BulkHandle, Errno> {
+    let word = |i: usize| b.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    match (word(0), word(8), word(16)) {
+        (Some(addr), Some(len), Some(key)) => Ok(BulkHandle { addr, len, key }),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
 thread_local! {
     static POOL: Arc<fabric::BufferPool> = fabric::BufferPool::new(1 << 20, 64, None).expect("bench pool");
 }
 
 pub async fn run(args: FabricBench) -> Result<()> {
+    if args.net == BenchNet::O2ib {
+        return run_o2ib(args).await;
+    }
     let dur = Duration::from_secs(args.seconds);
     let server_nid: Nid = "127.0.0.1@tcp".parse()?;
     let mut scfg = EndpointConfig::server(server_nid);
@@ -184,6 +224,18 @@ async fn concurrent_pings(
 }
 
 async fn bulk(client: &Endpoint, peer: ProcessId, inflight: usize, dur: Duration) -> Result<f64> {
+    Ok(bulk_bytes(client, peer, PULL, inflight, dur).await? * 8.0 / 1e9)
+}
+
+/// Bytes per second of 1 MiB bulk RPCs (`PULL`: the server READs the
+/// client's buffer; `PUSH`: it WRITEs into it), `inflight` at a time.
+async fn bulk_bytes(
+    client: &Endpoint,
+    peer: ProcessId,
+    op: u16,
+    inflight: usize,
+    dur: Duration,
+) -> Result<f64> {
     let end = Instant::now() + dur;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -191,12 +243,13 @@ async fn bulk(client: &Endpoint, peer: ProcessId, inflight: usize, dur: Duration
         let client = client.clone();
         tasks.spawn(async move {
             let buf = IoBuf::alloc(1 << 20, None)?;
-            let ex = client.registry().expose(&buf, Access::Read);
+            let access = if op == PUSH { Access::Write } else { Access::Read };
+            let ex = client.registry().expose(&buf, access);
             let h = ex.handle();
             let body = [h.addr.to_le_bytes(), h.len.to_le_bytes(), h.key.to_le_bytes()].concat();
             let mut bytes = 0u64;
             while Instant::now() < end {
-                client.call(peer, PORTAL, PULL, &body).await?;
+                client.call(peer, PORTAL, op, &body).await?;
                 bytes += 1 << 20;
             }
             Ok::<u64, anyhow::Error>(bytes)
@@ -206,5 +259,126 @@ async fn bulk(client: &Endpoint, peer: ProcessId, inflight: usize, dur: Duration
     while let Some(r) = tasks.join_next().await {
         total += r??;
     }
-    Ok(total as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9)
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The same figures over the o2ib LND, beside perftest on the same device.
+async fn run_o2ib(args: FabricBench) -> Result<()> {
+    let addr = args.addr.context(
+        "--net o2ib needs --addr: an address on an RDMA interface (rdma_cm cannot connect over loopback)",
+    )?;
+    let dur = Duration::from_secs(args.seconds);
+    let tcp_port = free_port_on(addr)?;
+    let mut scfg = EndpointConfig::server(Nid::new(addr, Net::tcp(0)));
+    scfg.tcp.port = tcp_port;
+    let mut o2ib = O2ibConfig::new(Nid::new(addr, Net::o2ib(0)), Pid::SERVER, true);
+    o2ib.port = args.o2ib_port;
+    scfg.o2ib = Some(o2ib);
+    let server = Endpoint::start(scfg).await.context("starting the bench server")?;
+    let Some(device) = server.o2ib().map(|l| l.device().to_owned()) else {
+        server.shutdown();
+        bail!("the o2ib NI did not start: {}", server.o2ib_down().unwrap_or("unknown reason"));
+    };
+    server.register(PORTAL, Arc::new(Sink));
+    let mut ccfg = EndpointConfig::client(Nid::new(addr, Net::tcp(0)));
+    ccfg.tcp.port = tcp_port;
+    let mut o2ib = O2ibConfig::new(Nid::new(addr, Net::o2ib(0)), ccfg.tcp.pid, false);
+    o2ib.port = args.o2ib_port;
+    ccfg.o2ib = Some(o2ib);
+    let client = Endpoint::start(ccfg).await?;
+    let peer = ProcessId { nid: Nid::new(addr, Net::o2ib(0)), pid: Pid::SERVER };
+    println!("glint bench fabric: o2ib LND on {device} at {addr}, {}s per figure", args.seconds);
+
+    // As over tcp, the loop runs as a runtime task, as callers' calls do.
+    let body = vec![7u8; args.small];
+    let (c, b) = (client.clone(), body.clone());
+    let mut lat = tokio::spawn(async move {
+        let mut lat = Stats::default();
+        let end = Instant::now() + dur;
+        while Instant::now() < end {
+            let t = Instant::now();
+            c.call(peer, PORTAL, PING, &b).await?;
+            lat.add(t.elapsed());
+        }
+        Ok::<_, fabric::RpcError>(lat)
+    })
+    .await??;
+    println!(
+        "small RPC ({} B): {:.0} round trips/s, p50 {:.1} us, p99 {:.1} us",
+        args.small,
+        lat.count() as f64 / dur.as_secs_f64(),
+        lat.pct(50.0),
+        lat.pct(99.0)
+    );
+    let rate = concurrent_pings(&client, peer, &body, 64, dur).await?;
+    println!("small RPC ({} B), 64 in flight: {:.0} RPCs/s", args.small, rate);
+
+    let mib = (1u64 << 20) as f64;
+    let mut figures = Vec::new();
+    for (op, name) in [(PUSH, "RDMA WRITE (read RPC)"), (PULL, "RDMA READ (write RPC)")] {
+        let mibs = bulk_bytes(&client, peer, op, 16, dur).await? / mib;
+        figures.push((op, name, mibs));
+    }
+    let fallbacks = client.stats().tcp_fallbacks.load(std::sync::atomic::Ordering::Relaxed);
+    client.shutdown();
+    server.shutdown();
+    if fallbacks > 0 {
+        bail!("{fallbacks} messages went over tcp instead of o2ib: the figures are not o2ib's");
+    }
+    for (op, name, mibs) in figures {
+        let tool = if op == PUSH { "ib_write_bw" } else { "ib_read_bw" };
+        let yardstick = if args.no_perftest {
+            None
+        } else {
+            let device = device.clone();
+            tokio::task::spawn_blocking(move || perftest_mibs(tool, &device, addr)).await?.ok()
+        };
+        match yardstick {
+            Some(y) => println!(
+                "bulk 1 MiB {name}, 16 in flight: {mibs:.1} MiB/s | {tool} {y:.1} MiB/s | ratio {:.0}%",
+                mibs / y * 100.0
+            ),
+            None => println!("bulk 1 MiB {name}, 16 in flight: {mibs:.1} MiB/s | {tool} not measured"),
+        }
+    }
+    Ok(())
+}
+
+fn free_port_on(addr: IpAddr) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((addr, 0))?.local_addr()?.port())
+}
+
+/// perftest's bandwidth at 1 MiB on `device` through rdma_cm at `addr`, in
+/// MiB/s (perftest's "MB/sec" is MiB/s).
+fn perftest_mibs(tool: &str, device: &str, addr: IpAddr) -> Result<f64> {
+    let port = free_port_on(addr)?.to_string();
+    let args = ["-d", device, "-R", "-F", "-s", "1048576", "-n", "300", "-p", &port];
+    let mut server = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {tool} (apt-get install perftest)"))?;
+    let mut out = None;
+    // The server listens through rdma_cm, invisible to a TCP probe: retry
+    // the client while it starts.
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let o = Command::new(tool).args(args).arg(addr.to_string()).output()?;
+        if o.status.success() {
+            out = Some(o);
+            break;
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.with_context(|| format!("{tool} client never connected"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 5 && f[0] == "1048576").then(|| f[3].parse::<f64>().ok()).flatten()
+        })
+        .next_back()
+        .with_context(|| format!("no 1 MiB line in {tool}'s output"))
 }

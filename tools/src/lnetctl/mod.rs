@@ -87,18 +87,34 @@ fn local_nets() -> anyhow::Result<(LnetConfig, Vec<local::LocalNet>)> {
 }
 
 /// A peer's entry after pinging each of its NIDs.
+// The command itself passes the o2ib fallback causes; this form is for
+// callers that have none (the lnetctl tests).
+#[allow(dead_code)]
 pub fn peer_entry(
     state: &mut PeerState,
     local: &[lnet_shim::LocalNi],
     results: &[(Nid, ping::Outcome)],
     verbose: bool,
 ) -> PeerShowPeer {
+    peer_entry_with_causes(state, local, results, &[], verbose)
+}
+
+/// As [`peer_entry`], with why o2ib NIDs were reached over tcp (from the
+/// endpoint that pinged them), shown as the fallback reason.
+pub fn peer_entry_with_causes(
+    state: &mut PeerState,
+    local: &[lnet_shim::LocalNi],
+    results: &[(Nid, ping::Outcome)],
+    o2ib_causes: &[(Nid, String)],
+    verbose: bool,
+) -> PeerShowPeer {
     let sensitivity = lnet_shim::Health::DEFAULT_SENSITIVITY;
     for (nid, r) in results {
+        let cause = o2ib_causes.iter().find(|(n, _)| n == nid).map(|(_, c)| c.clone());
         match r {
             ping::Outcome::Alive { .. } => state.record_success(*nid, sensitivity),
             ping::Outcome::Failed(e) if nid.net.kind == NetType::O2ib => {
-                state.record_connect_failure(*nid, e.name(), sensitivity)
+                state.record_connect_failure(*nid, cause.unwrap_or_else(|| e.name().to_string()), sensitivity)
             }
             ping::Outcome::Failed(_) => state.record_failure(*nid, sensitivity),
         }
@@ -178,13 +194,24 @@ pub async fn run(cmd: LnetctlCmd) -> anyhow::Result<i32> {
             }
             let mut show = PeerShow::default();
             if let Some(first) = peers.first() {
-                let ep = ping::endpoint(first.primary_nid, Duration::from_secs(timeout)).await?;
+                // Towards an o2ib NID if any peer has one, so the endpoint
+                // runs o2ib beside tcp and o2ib NIDs are pinged over o2ib.
+                let towards = peers
+                    .iter()
+                    .flat_map(|p| p.nis.iter().map(|n| n.nid))
+                    .find(|n| n.net.kind == NetType::O2ib)
+                    .unwrap_or(first.primary_nid);
+                let ep = ping::endpoint(towards, Duration::from_secs(timeout)).await?;
                 for state in &mut peers {
                     let mut results = Vec::new();
+                    let mut causes = Vec::new();
                     for ni in state.nis.clone() {
                         results.push((ni.nid, ping::ping(&ep, ni.nid).await));
+                        if let Some(why) = ping::o2ib_fallback(&ep, ni.nid) {
+                            causes.push((ni.nid, why));
+                        }
                     }
-                    show.peers.push(peer_entry(state, &local, &results, verbose));
+                    show.peers.push(peer_entry_with_causes(state, &local, &results, &causes, verbose));
                 }
                 ep.shutdown();
             }

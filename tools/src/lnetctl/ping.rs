@@ -5,8 +5,9 @@
 //! connection that fails or a reply that does not come within the
 //! timeout is a failed ping.
 
+use fabric::o2ib::O2ibConfig;
 use fabric::rpc::{Endpoint, EndpointConfig, RpcError};
-use fabric::{Errno, Nid, Pid, ProcessId};
+use fabric::{Errno, Net, NetType, Nid, Pid, ProcessId};
 use proto::{MgsRequest, encode, portal};
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,18 @@ pub fn local_nid_towards(nid: Nid) -> Nid {
     }
 }
 
-/// A client endpoint whose calls give up after `timeout`.
+/// A client endpoint whose calls give up after `timeout`. Towards an o2ib
+/// NID it has an o2ib NI beside its tcp one, so o2ib NIDs are pinged over
+/// o2ib where this node can run it.
 pub async fn endpoint(towards: Nid, timeout: Duration) -> Result<Endpoint, Errno> {
-    let mut cfg = EndpointConfig::client(local_nid_towards(towards));
+    let local = local_nid_towards(towards);
+    let o2ib = towards.net.kind == NetType::O2ib;
+    let mut cfg = EndpointConfig::client(if o2ib { Nid::new(local.addr, Net::tcp(0)) } else { local });
+    if o2ib {
+        let mut ni = O2ibConfig::new(local, cfg.tcp.pid, false);
+        ni.connect_timeout = timeout;
+        cfg.o2ib = Some(ni);
+    }
     cfg.retry_limit = timeout;
     cfg.tcp.connect_timeout = timeout;
     cfg.timeouts.initial = timeout;
@@ -49,6 +59,11 @@ pub async fn ping(ep: &Endpoint, nid: Nid) -> Outcome {
     let started = Instant::now();
     let r = ep.call(peer, portal::MGS, GET_CONFIG_OPCODE, &body).await;
     let round_trip = started.elapsed();
+    if let Some(why) = o2ib_fallback(ep, nid) {
+        // The server answered, but over tcp: its o2ib NID did not.
+        tracing::info!(%nid, reason = %why, "ping answered over tcp, not o2ib");
+        return Outcome::Failed(Errno::EHOSTUNREACH);
+    }
     match r {
         Ok(_) | Err(RpcError::Remote(_)) => {
             tracing::info!(%nid, ?round_trip, "ping answered");
@@ -59,4 +74,9 @@ pub async fn ping(ep: &Endpoint, nid: Nid) -> Outcome {
             Outcome::Failed(e.errno())
         }
     }
+}
+
+/// Why messages to the o2ib NID `nid` went over tcp through `ep`, if they did.
+pub fn o2ib_fallback(ep: &Endpoint, nid: Nid) -> Option<String> {
+    ep.peer_routes().into_iter().find(|r| r.peer == nid).and_then(|r| r.fallback).map(|c| c.to_string())
 }
