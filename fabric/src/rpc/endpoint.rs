@@ -236,6 +236,14 @@ impl Inner {
     }
 }
 
+/// Whom a reply record belongs to: the peer's address and pid, whatever
+/// network carried the request, so a request first sent over o2ib and
+/// resent over tcp to the same address (the fallback) is answered from
+/// the record instead of running twice.
+fn reply_key(peer: ProcessId) -> ProcessId {
+    ProcessId { nid: Nid::new(peer.nid.addr, crate::Net::tcp(0)), pid: peer.pid }
+}
+
 /// Hands what the LND receives to the endpoint without keeping it alive.
 struct Inbox(Weak<Inner>);
 
@@ -502,7 +510,7 @@ impl Endpoint {
             self.spawn_reply(from, &header, Err(Errno::EOPNOTSUPP), Duration::ZERO, false);
             return;
         };
-        match inner.replies.begin(from, header.xid, header.aux) {
+        match inner.replies.begin(reply_key(from), header.xid, header.aux) {
             Begin::Running => {}
             Begin::Replay(reply) => {
                 inner.stats.replays.fetch_add(1, Ordering::Relaxed);
@@ -593,11 +601,31 @@ impl Endpoint {
         msg.extend_from_slice(&body);
         let msg = Arc::new(msg);
         if cache {
-            self.inner.replies.finish(to, req.xid, msg.clone());
+            self.inner.replies.finish(reply_key(to), req.xid, msg.clone());
         }
         if let Err(e) = self.inner.lnds().send(to, &[&msg]).await {
             // The client resends and gets the cached reply.
             tracing::debug!(peer = %to, xid = req.xid, error = %e, "reply not delivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resend_over_the_tcp_fallback_is_answered_from_the_record() {
+        let cache = ReplyCache::default();
+        let over_o2ib: ProcessId = ProcessId { nid: "10.0.0.7@o2ib".parse().unwrap(), pid: 42 };
+        let over_tcp: ProcessId = ProcessId { nid: "10.0.0.7@tcp".parse().unwrap(), pid: 42 };
+        assert!(matches!(cache.begin(reply_key(over_o2ib), 9, 9), Begin::Run));
+        cache.finish(reply_key(over_o2ib), 9, Arc::new(vec![1, 2, 3]));
+        match cache.begin(reply_key(over_tcp), 9, 9) {
+            Begin::Replay(r) => assert_eq!(*r, vec![1, 2, 3]),
+            _ => panic!("the resend over tcp would run the request again"),
+        }
+        let other_host: ProcessId = ProcessId { nid: "10.0.0.8@tcp".parse().unwrap(), pid: 42 };
+        assert!(matches!(cache.begin(reply_key(other_host), 9, 9), Begin::Run));
     }
 }
