@@ -172,4 +172,26 @@ mod tests {
         let text = toml::to_string(&reply).unwrap();
         assert_eq!(toml::from_str::<Reply>(&text).unwrap(), reply);
     }
+
+    proptest::proptest! {
+        /// What arrives on the socket is anyone's bytes: decoding never
+        /// panics, and whatever decodes round-trips.
+        #[test]
+        fn any_request_text_decodes_or_is_refused(text in "\\PC{0,200}") {
+            if let Ok(req) = toml::from_str::<Request>(&text) {
+                let again = toml::to_string(&req).unwrap();
+                proptest::prop_assert_eq!(toml::from_str::<Request>(&again).unwrap(), req);
+            }
+        }
+
+        #[test]
+        fn shaped_requests_round_trip(patterns in proptest::collection::vec("\\PC{0,30}", 0..4),
+                                      value in "\\PC{0,30}", apply: bool) {
+            for req in [Request::Get { patterns: patterns.clone() },
+                        Request::Set { pattern: patterns.concat(), value: value.clone(), apply }] {
+                let text = toml::to_string(&req).unwrap();
+                proptest::prop_assert_eq!(toml::from_str::<Request>(&text).unwrap(), req);
+            }
+        }
+    }
 }
