@@ -4,7 +4,7 @@
 # log and a status line per test into the results directory shared with the
 # host (the guest's own /tmp is lost at power-off).
 #
-# usage: guest.sh RESULTS_DIR SELFTEST_BINARY PERFTEST_ITERATIONS VERBS_SECONDS O2IB_SELFTEST_BINARY GLINT_BINARY|none
+# usage: guest.sh RESULTS_DIR SELFTEST_BINARY PERFTEST_ITERATIONS VERBS_SECONDS O2IB_SELFTEST_BINARY GLINT_BINARY|none O2IB_FS_BINARY
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -14,6 +14,7 @@ ITERS=$3
 VERBS_SECONDS=$4
 O2IBTEST=$5
 GLINT=${6:-none}
+O2IBFS=${7:-none}
 O2IB_PORT=18530
 O2IB_TCP_PORT=18540
 PERF_PORT=18600
@@ -184,4 +185,55 @@ if [ "$GLINT" != none ]; then
     fi
 fi
 echo "bench_done=$(now)" >>"$R/guest-timing"
+
+# --- the file system over o2ib ------------------------------------------------
+# Each server needs an address of its own (rdma_cm listens on one port per
+# address): two more on srt0, which rxe1 picks up as GIDs.
+FS_ADDRS=(169.254.77.1 169.254.77.2 169.254.77.3)
+fs_addrs_up() {
+    local a i
+    for a in "${FS_ADDRS[@]:1}"; do
+        ip addr add "$a/32" dev srt0 || return 1
+    done
+    for i in $(seq 1 40); do
+        ibv_devinfo -d rxe1 -v | grep -q "169.254.77.3" && return 0
+        sleep 0.25
+    done
+    say "rxe1 has no GID for 169.254.77.3"
+    return 1
+}
+if [ "$O2IBFS" != none ] && fs_addrs_up >"$R/fs-addrs.log" 2>&1; then
+    t0=$(now)
+    timeout 300 "$O2IBFS" --addrs "$(IFS=,; echo "${FS_ADDRS[*]}")" --tcp-port 18560 --mib 16 \
+        >"$R/o2ib_fs.txt" 2>&1
+    rc=$?
+    cat "$R/o2ib_fs.txt"
+    grep -E '^(PASS|FAIL) ' "$R/o2ib_fs.txt" | sed 's/^\(PASS\|FAIL\) /\1 o2ib fs: /' >>"$R/status"
+    if [ "$rc" -eq 0 ]; then
+        status "PASS o2ib_fs exited 0 ($(since "$t0") s)"
+    else
+        status "FAIL o2ib_fs exited $rc (see o2ib_fs.txt)"
+    fi
+    # The same file system as processes of the glint binary: `glint up
+    # --net o2ib` finds rxe1's netdev and its addresses by itself.
+    if [ "$GLINT" != none ]; then
+        t0=$(now)
+        ST=/tmp/glint-up-o2ib
+        timeout 120 "$GLINT" up --net o2ib --osts 2 --no-mount --state "$ST" --port 18570 \
+            --metrics-port 19700 >"$R/glint-up-o2ib.txt" 2>&1
+        rc=$?
+        cat "$ST"/log/*.log >>"$R/glint-up-o2ib.txt" 2>/dev/null
+        cat "$R/glint-up-o2ib.txt"
+        if [ "$rc" -eq 0 ] && grep -q '169.254.77.3@o2ib' "$R/glint-up-o2ib.txt" &&
+            grep -q 'glint oss: serving 1 target(s) on 169.254.77.3@o2ib,169.254.77.3@tcp' "$R/glint-up-o2ib.txt"; then
+            status "PASS glint up --net o2ib: MDS and 2 OSSs on rxe1's addresses, o2ib NIs up ($(since "$t0") s)"
+        else
+            status "FAIL glint up --net o2ib exited $rc (see glint-up-o2ib.txt)"
+        fi
+        timeout 60 "$GLINT" down --state "$ST" >>"$R/glint-up-o2ib.txt" 2>&1
+    fi
+else
+    status "FAIL the file system over o2ib did not run: no o2ib_fs binary, or srt0's extra addresses (see fs-addrs.log)"
+fi
+echo "fs_done=$(now)" >>"$R/guest-timing"
 echo "DONE" >>"$R/status"

@@ -6,7 +6,7 @@ use crate::metrics::{ClientMetrics, OstLinkStats};
 use crate::mount_spec::MountSpec;
 use crate::tunables::{Brw, ClientTunables, InFlight, Live};
 use fabric::rpc::{Endpoint, EndpointConfig};
-use fabric::{BufferPool, Errno, Nid, Pid, ProcessId};
+use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
     Attr, Cred, DirEntry, Fid, FsConfig, Layout, MdsCall, MdsReply, MdsRequest, MgsReply, MgsRequest,
     ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind, decode, encode, portal,
@@ -78,10 +78,17 @@ impl Client {
     pub async fn mount_with(spec: &str, tunables: ClientTunables) -> Result<Arc<Client>> {
         let spec: MountSpec = spec.parse()?;
         let first = spec.mgs[0];
-        let mut ecfg = EndpointConfig::client(local_nid_towards(first));
+        // A file system named by an o2ib NID is reached over o2ib: the
+        // client gets an o2ib NI (and a tcp one on the same address, which
+        // carries everything when this host has no RDMA device).
+        let towards = spec.mgs.iter().copied().find(|n| n.net.kind == NetType::O2ib).unwrap_or(first);
+        let mut ecfg = EndpointConfig::client_at(local_nid_towards(towards));
         ecfg.retry_limit = tunables.retry_limit;
         ecfg.tcp.port = tunables.port;
         let ep = Endpoint::start(ecfg).await.map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
+        if let Some(why) = ep.o2ib_down() {
+            tracing::warn!(fs = %spec, reason = why, "this node's o2ib NI is down: mounting over tcp");
+        }
         let mut last_err = None;
         let mut config = None;
         let mut mgs = server(first);
@@ -100,7 +107,7 @@ impl Client {
             None => return Err(last_err.expect("at least one MGS NID was tried")),
         };
         let mdt = config.mdt.clone().ok_or_else(|| ClientError::NoMdt(spec.fsname.clone()))?;
-        let mds = server(mdt.nids[0]);
+        let mds = server(ep.pick_nid(&mdt.nids).ok_or(Errno::EHOSTUNREACH)?);
         let pool = BufferPool::new(tunables.rpc_size, tunables.io_buffers, None)
             .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
         let metrics = ClientMetrics::new(&spec.fsname);
@@ -141,9 +148,19 @@ impl Client {
     fn apply_config(&self, config: &FsConfig) {
         let mut osts = self.osts.write().expect("osts lock");
         for t in config.osts.iter().filter(|t| t.kind == TargetKind::Ost) {
+            if osts.contains_key(&t.index) {
+                continue;
+            }
+            let Some(nid) = self.ep.pick_nid(&t.nids) else {
+                tracing::warn!(target = %t.name(&config.fsname), "registered without a NID; not used");
+                continue;
+            };
+            if self.ep.o2ib().is_some() && nid.net.kind != NetType::O2ib {
+                tracing::warn!(target = %t.name(&config.fsname), %nid, "the target has no o2ib NID: reaching it over tcp");
+            }
             osts.entry(t.index).or_insert_with(|| {
                 Arc::new(OstLink {
-                    peer: server(t.nids[0]),
+                    peer: server(nid),
                     index: t.index,
                     in_flight: InFlight::new(self.tunables.max_rpcs_in_flight),
                     stats: self.metrics.ost_link(&self.spec.fsname, t.index),

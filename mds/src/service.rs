@@ -86,11 +86,14 @@ impl Mds {
         let mdt = Arc::new(Mdt::open(cfg.dir.join(MDT_DB))?);
         let target_name = format!("{}-MDT0000", mdt.fsname());
         let mgs = Mgs::open(&cfg.dir).map_err(|e| MdsError::Store(e.to_string()))?;
-        let mut ecfg = EndpointConfig::server(cfg.nid);
+        let mut ecfg = EndpointConfig::server_at(cfg.nid);
         ecfg.tcp.port = cfg.port;
         let ep = Endpoint::start(ecfg).await.map_err(|e| MdsError::Store(format!("cannot listen: {e}")))?;
-        let target =
-            TargetInfo { kind: TargetKind::Mdt, index: 0, nids: vec![cfg.nid], metrics: cfg.metrics.clone() };
+        let nids = ep.nids();
+        if let Some(why) = ep.o2ib_down() {
+            tracing::warn!(nid = %cfg.nid, reason = why, "the o2ib NI is down: the MDS and MGS serve over tcp only");
+        }
+        let target = TargetInfo { kind: TargetKind::Mdt, index: 0, nids, metrics: cfg.metrics.clone() };
         mgs.register(mdt.fsname(), target).map_err(|e| MdsError::Store(e.to_string()))?;
         let mds = Arc::new(Mds {
             root_squash: cfg.root_squash,
@@ -113,7 +116,7 @@ impl Mds {
         ep.register(portal::MDS, mds.clone());
         tokio::spawn(mds.clone().keep_pools_full());
         tokio::spawn(mds.clone().drain_destroy_log());
-        tracing::info!(nid = %cfg.nid, fsname = mds.mdt.fsname(), "MDS and MGS serving");
+        tracing::info!(nids = ?ep.nids(), fsname = mds.mdt.fsname(), "MDS and MGS serving");
         Ok(MdsHandle { endpoint: ep, mds })
     }
 
@@ -135,7 +138,8 @@ impl Mds {
     }
 
     async fn ost(&self, t: &TargetInfo, op: OstRequest) -> Result<OstReply, Errno> {
-        let peer = ProcessId { nid: t.nids[0], pid: Pid::SERVER };
+        let nid = self.ep.pick_nid(&t.nids).ok_or(Errno::EHOSTUNREACH)?;
+        let peer = ProcessId { nid, pid: Pid::SERVER };
         let opcode = op.opcode();
         let r = self
             .ep

@@ -119,16 +119,19 @@ impl Oss {
         }
         let max_rpc = cfg.max_rpc_bytes;
         let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc, latency });
-        let mut ecfg = EndpointConfig::server(cfg.nid);
+        let mut ecfg = EndpointConfig::server_at(cfg.nid);
         ecfg.tcp.port = cfg.port;
         let endpoint = Endpoint::start(ecfg).await.map_err(|e| OssError::Listen(e.to_string()))?;
+        if let Some(why) = endpoint.o2ib_down() {
+            tracing::warn!(nid = %cfg.nid, reason = why, "the o2ib NI is down: the OSS serves over tcp only");
+        }
         endpoint.register(portal::OST, oss.clone());
         let mgs = ProcessId { nid: cfg.mgs, pid: Pid::SERVER };
         for t in &cfg.targets {
             let target = TargetInfo {
                 kind: TargetKind::Ost,
                 index: t.index,
-                nids: vec![cfg.nid],
+                nids: endpoint.nids(),
                 metrics: cfg.metrics.clone(),
             };
             let req = MgsRequest::Register { fsname: cfg.fsname.clone(), target };
@@ -141,7 +144,7 @@ impl Oss {
                 other => return Err(OssError::Mgs(format!("unexpected reply {other:?}"))),
             }
         }
-        tracing::info!(nid = %cfg.nid, targets = cfg.targets.len(), "OSS serving");
+        tracing::info!(nids = ?endpoint.nids(), targets = cfg.targets.len(), "OSS serving");
         Ok(OssHandle { endpoint, oss })
     }
 

@@ -43,7 +43,8 @@ pub struct MdsArgs {
     /// The formatted MDT directory.
     #[arg(long)]
     pub dir: PathBuf,
-    /// The NID to serve on, e.g. 127.0.0.1@tcp.
+    /// The NID to serve on, e.g. 127.0.0.1@tcp, or 10.0.0.1@o2ib (served
+    /// over tcp on the same address too, and only so without RDMA).
     #[arg(long)]
     pub nid: Nid,
     #[arg(long, default_value_t = fabric::tcp::DEFAULT_PORT)]
@@ -75,7 +76,7 @@ pub async fn mds(a: MdsArgs) -> Result<()> {
         crate::metrics::serve(addr, registry.clone()).await?;
     }
     let _lctl = lctl_serve(crate::lctl::servers::MdsNode::new(&h, registry));
-    eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), a.nid, a.port);
+    eprintln!("glint mds: {} serving on {} port {}", h.mds.mdt().fsname(), served(&h.endpoint), a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
     eprintln!("glint mds: stopped");
@@ -116,7 +117,7 @@ pub async fn oss(a: OssArgs) -> Result<()> {
         crate::metrics::serve(addr, registry.clone()).await?;
     }
     let _lctl = lctl_serve(crate::lctl::servers::OssNode::new(&h, registry));
-    eprintln!("glint oss: serving {} target(s) on {} port {}", a.osts.len(), a.nid, a.port);
+    eprintln!("glint oss: serving {} target(s) on {} port {}", a.osts.len(), served(&h.endpoint), a.port);
     wait_for_stop().await;
     h.endpoint.shutdown();
     for (_, t) in h.oss.targets() {
@@ -126,6 +127,15 @@ pub async fn oss(a: OssArgs) -> Result<()> {
     }
     eprintln!("glint oss: stopped");
     Ok(())
+}
+
+/// The NIDs a server answers on, and why not on o2ib when it was asked to.
+fn served(ep: &fabric::rpc::Endpoint) -> String {
+    let nids: Vec<String> = ep.nids().iter().map(|n| n.to_string()).collect();
+    match ep.o2ib_down() {
+        Some(why) => format!("{} only (the o2ib NI is down: {why})", nids.join(",")),
+        None => nids.join(","),
+    }
 }
 
 /// Makes this server visible to `lctl` on this node. A server without

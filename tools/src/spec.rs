@@ -112,10 +112,10 @@ impl ClusterSpec {
         if self.fsname.is_empty() || self.fsname.len() > 8 {
             bail!("fsname `{}` must be 1 to 8 characters", self.fsname);
         }
-        self.mds.nid.parse::<Nid>().with_context(|| format!("mds nid `{}`", self.mds.nid))?;
+        served_nid(&self.mds.nid).with_context(|| format!("mds nid `{}`", self.mds.nid))?;
         let mut seen = std::collections::BTreeSet::new();
         for o in &self.oss {
-            o.nid.parse::<Nid>().with_context(|| format!("oss {} nid `{}`", o.host, o.nid))?;
+            served_nid(&o.nid).with_context(|| format!("oss {} nid `{}`", o.host, o.nid))?;
             for t in &o.osts {
                 if !seen.insert(t.index) {
                     bail!("OST index {} appears twice", t.index);
@@ -251,6 +251,16 @@ fn systemd_escape_path(p: &Path) -> String {
 }
 
 /// `1M`, `64k`, `4194304`.
+/// A server's NID: on a tcp network, or on an o2ib one (served over tcp on
+/// the same address too, which hosts without RDMA use).
+fn served_nid(s: &str) -> Result<Nid> {
+    let nid: Nid = s.parse()?;
+    if !matches!(nid.net.kind, fabric::NetType::Tcp | fabric::NetType::O2ib) {
+        bail!("a server NID is on a tcp or o2ib network, not {}", nid.net);
+    }
+    Ok(nid)
+}
+
 pub fn parse_size(s: &str) -> Result<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
@@ -317,6 +327,9 @@ mount = "/mnt/my scratch"
         assert!(units[0].1.contains("ExecStart=/usr/bin/glint oss --fsname scratch --nid 10.0.0.11@tcp"));
         assert_eq!(units[1].0, "mnt-my\\x20scratch.mount");
         assert!(units[1].1.contains("What=10.0.0.1@tcp:/scratch"));
+        let o2ib = s.local_servers("oss02");
+        assert!(o2ib[0].args.windows(2).any(|w| w[0] == "--nid" && w[1] == "10.0.0.12@o2ib"));
+        assert!(o2ib[0].args.windows(2).any(|w| w[0] == "--mgs" && w[1] == "10.0.0.1@tcp"));
     }
 
     #[test]
@@ -328,6 +341,9 @@ mount = "/mnt/my scratch"
         let s: ClusterSpec = toml::from_str(&bad).unwrap();
         assert!(format!("{:#}", s.check().unwrap_err()).contains("10.0.0.12@ib0"));
         assert!(toml::from_str::<ClusterSpec>(&SPEC.replace("fsname", "fs_name")).is_err());
+        let lo = SPEC.replace("10.0.0.12@o2ib", "0@lo");
+        let s: ClusterSpec = toml::from_str(&lo).unwrap();
+        assert!(format!("{:#}", s.check().unwrap_err()).contains("tcp or o2ib network, not lo"));
         assert_eq!(parse_size("4M").unwrap(), 4 << 20);
         assert!(parse_size("4Q").is_err());
     }

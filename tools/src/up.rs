@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use fabric::rpc::{Endpoint, EndpointConfig};
-use fabric::{Nid, Pid, ProcessId};
+use fabric::{Net, NetType, Nid, Pid, ProcessId};
 use proto::{FsConfig, MgsReply, MgsRequest, decode, encode, portal};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -41,9 +41,15 @@ pub struct UpArgs {
     pub mount: Option<PathBuf>,
     #[arg(long, default_value = "glint")]
     pub fsname: String,
-    /// The network: tcp (o2ib where the host has RDMA is not served yet).
+    /// The network: tcp (servers on loopback), or o2ib on a host with an
+    /// RDMA device (servers on addresses of its interface, see --addr).
     #[arg(long, default_value = "tcp")]
     pub net: String,
+    /// With --net o2ib: the servers' addresses on the RDMA interface, the
+    /// MDS's first, then one per OSS (rdma_cm listens on one port per
+    /// address) [default: the addresses of the RDMA device's netdev].
+    #[arg(long, value_delimiter = ',')]
+    pub addr: Vec<std::net::IpAddr>,
     /// The port every server listens on.
     #[arg(long, default_value_t = fabric::tcp::DEFAULT_PORT)]
     pub port: u16,
@@ -189,7 +195,10 @@ fn is_mounted(dir: &Path) -> bool {
     m.lines().any(|l| l.split_whitespace().nth(1) == Some(&want))
 }
 
+/// Asks the MGS for the configuration over tcp: an MGS on o2ib answers on
+/// tcp at the same address too, so these management probes need no RDMA.
 async fn fetch_config(ep: &Endpoint, mgs: Nid, fsname: &str) -> Result<FsConfig> {
+    let mgs = Nid::new(mgs.addr, Net::tcp(0));
     let req = MgsRequest::GetConfig { fsname: fsname.to_string() };
     let r = ep.call(ProcessId { nid: mgs, pid: Pid::SERVER }, portal::MGS, 1, &encode(&req)).await?;
     match decode::<MgsReply>("MGS reply", r.body())? {
@@ -206,11 +215,13 @@ async fn probe_endpoint(port: u16) -> Result<Endpoint> {
 }
 
 pub async fn up(a: UpArgs) -> Result<()> {
-    if a.net != "tcp" {
-        bail!(
-            "--net {}: only tcp is served by `glint up` today (the o2ib LND is not wired into the services yet)",
-            a.net
-        );
+    let o2ib = match a.net.as_str() {
+        "tcp" => false,
+        "o2ib" => true,
+        other => bail!("--net {other}: the networks are tcp and o2ib"),
+    };
+    if !o2ib && !a.addr.is_empty() {
+        bail!("--addr is for --net o2ib (with tcp every server has a loopback address of its own)");
     }
     if a.osts == 0 || a.osts > 250 {
         bail!("--osts must be 1 to 250");
@@ -233,6 +244,15 @@ pub async fn up(a: UpArgs) -> Result<()> {
                 if s.fsname != a.fsname {
                     bail!("{} holds file system `{}`, not `{}`", dir.display(), s.fsname, a.fsname);
                 }
+                let made_o2ib = s.mgs.parse::<Nid>().is_ok_and(|n| n.net.kind == NetType::O2ib);
+                if made_o2ib != o2ib {
+                    bail!(
+                        "{} holds a file system on {}, not {}; its NIDs cannot change",
+                        dir.display(),
+                        if made_o2ib { "o2ib" } else { "tcp" },
+                        a.net
+                    );
+                }
                 for (what, asked, made) in
                     [("--ost-size", a.ost_size, s.ost_size), ("--mdt-size", a.mdt_size, s.mdt_size)]
                 {
@@ -247,7 +267,10 @@ pub async fn up(a: UpArgs) -> Result<()> {
                 }
                 State { mount: mount.clone().or(s.mount.clone()), ..s }
             }
-            Err(_) => format_new(&dir, &a, mount.clone())?,
+            Err(_) => {
+                let nids = if o2ib { o2ib_nids(&a)? } else { loopback_nids(a.osts) };
+                format_new(&dir, &a, mount.clone(), &nids)?
+            }
         }
     };
     state.save(&dir)?;
@@ -328,13 +351,83 @@ async fn wait_mgs(dir: &Path, state: &State, mds: &mut std::process::Child) -> R
     }
 }
 
-fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
+/// Every server a loopback address of its own, so each is a distinct node
+/// with a distinct NID, as on a cluster: the MDS first, then the OSSs.
+fn loopback_nids(osts: u32) -> Vec<Nid> {
+    let mds = std::iter::once(Nid::new([127, 0, 0, 1].into(), Net::tcp(0)));
+    mds.chain(
+        (0..osts)
+            .map(|i| Nid::new([127, 0, ((i + 2) / 256) as u8, ((i + 2) % 256) as u8].into(), Net::tcp(0))),
+    )
+    .collect()
+}
+
+/// o2ib NIDs for the MDS and each OSS, on this host's RDMA interface.
+fn o2ib_nids(a: &UpArgs) -> Result<Vec<Nid>> {
+    let devices = fabric::o2ib::list_devices().map_err(|e| {
+        anyhow::anyhow!(
+            "--net o2ib: {e} on this host (nothing under /sys/class/infiniband, or rdma-core's \
+             libibverbs/librdmacm are not installed); use --net tcp"
+        )
+    })?;
+    let wanted = 1 + a.osts as usize;
+    let (addrs, from) = if a.addr.is_empty() {
+        let names: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
+        let netdevs = rdma_netdevs(&names);
+        let host = lnet_shim::interfaces::HostInterfaces::system()?;
+        let addrs: Vec<std::net::IpAddr> = netdevs
+            .iter()
+            .filter_map(|n| host.get(n))
+            .filter(|i| !i.loopback)
+            .flat_map(|i| i.ipv4.iter().map(|a| std::net::IpAddr::V4(*a)))
+            .collect();
+        let from = format!("the addresses of {} (the netdevs of {})", netdevs.join(", "), names.join(", "));
+        (addrs, from)
+    } else {
+        (a.addr.clone(), "--addr".to_string())
+    };
+    if addrs.len() < wanted {
+        bail!(
+            "--net o2ib: the MDS and {} OSS(s) need {wanted} addresses on the RDMA interface (rdma_cm listens on \
+             one port per address), and {from} give {}: {:?}; add addresses (ip addr add ADDR dev NETDEV) and \
+             name them with --addr, or use fewer --osts",
+            a.osts,
+            addrs.len(),
+            addrs
+        );
+    }
+    Ok(addrs[..wanted].iter().map(|ip| Nid::new(*ip, Net::o2ib(0))).collect())
+}
+
+/// The network interfaces under the RDMA devices' ports (IPoIB, or the
+/// Ethernet device of RoCE), as sysfs lists them.
+fn rdma_netdevs(devices: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for dev in devices {
+        let ports = Path::new("/sys/class/infiniband").join(dev).join("ports");
+        let Ok(ports) = fs::read_dir(&ports) else { continue };
+        for port in ports.flatten() {
+            let Ok(ndevs) = fs::read_dir(port.path().join("gid_attrs/ndevs")) else { continue };
+            for nd in ndevs.flatten() {
+                if let Ok(name) = fs::read_to_string(nd.path()) {
+                    let name = name.trim().to_string();
+                    if !name.is_empty() && !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>, nids: &[Nid]) -> Result<State> {
     let mdt = dir.join("mdt");
     if let Some(size) = a.mdt_size {
         crate::sized::create(&mdt, size).context("making the MDT's image")?;
     }
     mds::format(&mdt, &a.fsname).with_context(|| format!("formatting the MDT in {}", mdt.display()))?;
-    let mgs = "127.0.0.1@tcp".to_string();
+    let mgs = nids[0].to_string();
     let port = a.port.to_string();
     let mut servers = vec![ServerState {
         name: "mds".into(),
@@ -358,9 +451,7 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
         }
         fs::create_dir_all(&odir)?;
         ost::ObjectStore::format(&odir, &a.fsname, i).with_context(|| format!("formatting OST {i}"))?;
-        // Every OSS gets a loopback address of its own, so each is a
-        // distinct node with a distinct NID, as on a cluster.
-        let nid = format!("127.0.{}.{}@tcp", (i + 2) / 256, (i + 2) % 256);
+        let nid = nids[1 + i as usize].to_string();
         servers.push(ServerState {
             name: format!("oss{i}"),
             nid: nid.clone(),
@@ -381,7 +472,13 @@ fn format_new(dir: &Path, a: &UpArgs, mount: Option<PathBuf>) -> Result<State> {
             ],
         });
     }
-    println!("formatted {} with 1 MDT and {} OSTs under {}", a.fsname, a.osts, dir.display());
+    println!(
+        "formatted {} with 1 MDT and {} OSTs under {}, servers on {}",
+        a.fsname,
+        a.osts,
+        dir.display(),
+        nids[0].net
+    );
     Ok(State {
         fsname: a.fsname.clone(),
         port: a.port,

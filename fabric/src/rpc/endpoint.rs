@@ -63,6 +63,25 @@ impl EndpointConfig {
         }
     }
 
+    /// A server answering on `nid`. An o2ib NID gets a tcp NI on the same
+    /// address beside its o2ib NI, so peers without RDMA (or this host,
+    /// when it has none) are served over tcp.
+    pub fn server_at(nid: Nid) -> EndpointConfig {
+        Self::on(nid, EndpointConfig::server)
+    }
+
+    /// A client whose own NID is `nid`, the same way as `server_at`.
+    pub fn client_at(nid: Nid) -> EndpointConfig {
+        Self::on(nid, EndpointConfig::client)
+    }
+
+    fn on(nid: Nid, base: fn(Nid) -> EndpointConfig) -> EndpointConfig {
+        match nid.net.kind {
+            crate::NetType::O2ib => base(Nid::new(nid.addr, crate::Net::tcp(0))).with_o2ib(nid),
+            _ => base(nid),
+        }
+    }
+
     /// Adds an o2ib NI at `nid` (same pid, listening as the tcp NI does):
     /// o2ib peers are reached over it where this host has an RDMA device,
     /// and over tcp to the same address where it has none.
@@ -250,6 +269,12 @@ struct Inbox(Weak<Inner>);
 impl Deliver for Inbox {
     fn deliver(&self, from: ProcessId, msg: Box<dyn RecvBuf>) {
         if let Some(inner) = self.0.upgrade() {
+            if inner.lnds.get().is_none() {
+                // The tcp NI delivers while a slower o2ib NI is still
+                // coming up: nothing can answer yet, and the sender resends.
+                tracing::debug!(peer = %from, "message before the endpoint started: dropped");
+                return;
+            }
             Endpoint { inner }.incoming(from, msg);
         }
     }
@@ -342,6 +367,18 @@ impl Endpoint {
     /// Why the configured o2ib NI is down (e.g. "no RDMA device").
     pub fn o2ib_down(&self) -> Option<&str> {
         self.inner.lnds().o2ib_down()
+    }
+
+    /// The NIDs this endpoint answers on, as a target registers them: the
+    /// o2ib NID when that NI runs, then the tcp NID.
+    pub fn nids(&self) -> Vec<Nid> {
+        self.inner.lnds().nids()
+    }
+
+    /// Which of a peer's registered NIDs to address it by (see
+    /// [`super::pick_nid`]).
+    pub fn pick_nid(&self, nids: &[Nid]) -> Option<Nid> {
+        self.inner.lnds().pick(nids)
     }
 
     /// Switches o2ib off (or back on) for one peer NID: its messages go

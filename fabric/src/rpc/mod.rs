@@ -15,5 +15,5 @@ pub use endpoint::{
 };
 pub use header::{FLAG_RESEND, HeaderError, Kind, RPC_HEADER_LEN, RPC_VERSION, RpcHeader};
 pub use reply_cache::{Begin, ReplyCache};
-pub use route::{FallbackCause, O2IB_RETRY, PeerRoute};
+pub use route::{FallbackCause, O2IB_RETRY, PeerRoute, pick_nid};
 pub use timeout::{AdaptiveTimeouts, TimeoutBounds};

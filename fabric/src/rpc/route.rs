@@ -132,6 +132,17 @@ impl Lnds {
         }
     }
 
+    /// Whether this node is configured with an o2ib NI, running or not.
+    pub(crate) fn has_o2ib_ni(&self) -> bool {
+        self.o2ib.is_some() || self.o2ib_down.is_some()
+    }
+
+    /// The NIDs this node answers on: its o2ib NID when that NI runs, then
+    /// its tcp NID.
+    pub(crate) fn nids(&self) -> Vec<Nid> {
+        self.o2ib.iter().map(|l| l.nid()).chain([self.tcp.nid()]).collect()
+    }
+
     /// The same address on the local tcp network.
     fn tcp_twin(&self, peer: ProcessId) -> ProcessId {
         ProcessId { nid: Nid::new(peer.nid.addr, self.tcp.nid().net), pid: peer.pid }
@@ -216,6 +227,11 @@ impl Lnds {
         v
     }
 
+    /// Which of a peer's NIDs (as it registered them) to address it by.
+    pub(crate) fn pick(&self, nids: &[Nid]) -> Option<Nid> {
+        pick_nid(nids, self.has_o2ib_ni())
+    }
+
     /// Sends over the LND of `via`'s network.
     pub(crate) async fn send(&self, via: ProcessId, parts: &[&[u8]]) -> Result<(), LndError> {
         match (via.nid.net.kind, &self.o2ib) {
@@ -265,6 +281,19 @@ impl Lnds {
     }
 }
 
+/// The NID to address a peer by, of those it answers on: an o2ib one when
+/// this node has an o2ib NI configured (`route` then carries it over tcp,
+/// counted, while that NI is down), else a tcp one; a peer with neither is
+/// addressed by its first NID, which `call` refuses if nothing reaches it.
+pub fn pick_nid(nids: &[Nid], o2ib_ni: bool) -> Option<Nid> {
+    let on = |kind: NetType| nids.iter().copied().find(|n| n.net.kind == kind);
+    o2ib_ni
+        .then(|| on(NetType::O2ib))
+        .flatten()
+        .or_else(|| on(NetType::Tcp))
+        .or_else(|| nids.first().copied())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +323,23 @@ mod tests {
         std::net::IpAddr::from([127, b[0], b[1], b[2].max(2)])
     }
 
+    #[test]
+    fn a_peer_is_addressed_by_o2ib_only_from_a_node_with_an_o2ib_ni() {
+        let n = |s: &str| s.parse::<Nid>().unwrap();
+        let both = [n("10.0.0.1@o2ib"), n("10.0.0.1@tcp")];
+        assert_eq!(pick_nid(&both, true), Some(n("10.0.0.1@o2ib")));
+        assert_eq!(pick_nid(&both, false), Some(n("10.0.0.1@tcp")));
+        // Registered order does not matter, and a peer without an o2ib NID
+        // is reached over tcp from any node.
+        let rev = [n("10.0.0.1@tcp"), n("10.0.0.1@o2ib")];
+        assert_eq!(pick_nid(&rev, true), Some(n("10.0.0.1@o2ib")));
+        assert_eq!(pick_nid(&[n("10.0.0.2@tcp")], true), Some(n("10.0.0.2@tcp")));
+        // An o2ib-only peer is still named by its o2ib NID from a tcp-only
+        // node: `call` then says there is no route, rather than guessing.
+        assert_eq!(pick_nid(&[n("10.0.0.3@o2ib")], false), Some(n("10.0.0.3@o2ib")));
+        assert_eq!(pick_nid(&[], true), None);
+    }
+
     /// What happens on every host without an RDMA device (and this one has
     /// none): the configured o2ib NI stays down with its reason, and a call
     /// to a server's o2ib NID goes over tcp to the same address, counted
@@ -318,6 +364,12 @@ mod tests {
         let client = Endpoint::start(ccfg).await.unwrap();
         assert!(client.o2ib().is_none());
         assert_eq!(client.o2ib_down(), Some("no RDMA device"));
+        assert_eq!(client.nids(), vec![Nid::new(addr, Net::tcp(0))], "a down NI is not answered on");
+        assert_eq!(
+            client.pick_nid(&[Nid::new(addr, Net::tcp(0)), Nid::new(addr, Net::o2ib(0))]),
+            Some(Nid::new(addr, Net::o2ib(0))),
+            "an o2ib peer is named by its o2ib NID, and reached over tcp while this NI is down"
+        );
 
         let target = ProcessId { nid: Nid::new(addr, Net::o2ib(0)), pid: crate::Pid::SERVER };
         let reply = client.call(target, 9, 1, b"hi").await.unwrap();
