@@ -89,6 +89,10 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn list(nids: &[Nid]) -> String {
+    nids.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// What one endpoint moved over each LND.
 fn traffic(name: &str, ep: &Endpoint) -> (u64, u64, u64) {
     let t = ep.tcp().stats();
@@ -144,7 +148,7 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
         let nids = ep.nids();
         r.check(
             ep.o2ib().is_some() && nids.first().is_some_and(|n| n.net.kind == NetType::O2ib),
-            &format!("{name} serves on {nids:?} (o2ib NI up: {:?})", ep.o2ib_down().unwrap_or("yes")),
+            &format!("{name} serves on {} (o2ib NI down: {})", list(&nids), ep.o2ib_down().unwrap_or("no")),
         );
     }
     let config = mds.mds.mgs().config(FSNAME).ok_or("the MGS has no configuration")?;
@@ -154,7 +158,10 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
             && registered
                 .iter()
                 .all(|n| n.len() == 2 && n[0].net.kind == NetType::O2ib && n[1].net.kind == NetType::Tcp),
-        &format!("the MDT and both OSTs registered their o2ib and tcp NIDs: {registered:?}"),
+        &format!(
+            "the MDT and both OSTs registered their o2ib and tcp NIDs: {}",
+            registered.iter().map(|n| list(n)).collect::<Vec<_>>().join(" ")
+        ),
     );
 
     let spec = format!("{mgs}:/{FSNAME}");
@@ -162,7 +169,7 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
     let c = Client::mount_with(&spec, tunables).await?;
     r.check(
         c.endpoint().o2ib().is_some() && c.endpoint().id().nid.addr == a.addrs[0],
-        &format!("mounted {spec} (client NIDs {:?})", c.endpoint().nids()),
+        &format!("mounted {spec} (client NIDs {})", list(&c.endpoint().nids())),
     );
 
     let cred = process_cred();
