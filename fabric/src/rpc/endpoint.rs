@@ -214,6 +214,10 @@ struct Inner {
     me: ProcessId,
     cfg: EndpointConfig,
     lnds: OnceLock<Lnds>,
+    /// Messages the tcp NI delivered while a slower o2ib NI was still
+    /// coming up; served once every NI runs. Dropping them instead left a
+    /// client waiting a whole initial timeout (30 s) to resend.
+    early: Mutex<Vec<(ProcessId, Box<dyn RecvBuf>)>>,
     registry: Arc<MemoryRegistry>,
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
@@ -269,11 +273,15 @@ struct Inbox(Weak<Inner>);
 impl Deliver for Inbox {
     fn deliver(&self, from: ProcessId, msg: Box<dyn RecvBuf>) {
         if let Some(inner) = self.0.upgrade() {
-            if inner.lnds.get().is_none() {
-                // The tcp NI delivers while a slower o2ib NI is still
-                // coming up: nothing can answer yet, and the sender resends.
-                tracing::debug!(peer = %from, "message before the endpoint started: dropped");
-                return;
+            {
+                // Checked under the lock `start` drains with, so a message
+                // is either kept for it or sees every NI running.
+                let mut early = inner.early.lock().expect("early lock");
+                if inner.lnds.get().is_none() {
+                    tracing::debug!(peer = %from, "message before every NI is up: kept until they are");
+                    early.push((from, msg));
+                    return;
+                }
             }
             Endpoint { inner }.incoming(from, msg);
         }
@@ -326,6 +334,7 @@ impl Endpoint {
             timeouts: AdaptiveTimeouts::new(cfg.timeouts),
             cfg: cfg.clone(),
             lnds: OnceLock::new(),
+            early: Mutex::new(Vec::new()),
             registry: registry.clone(),
             pending: Mutex::new(BTreeMap::new()),
             peer_events: Mutex::new(HashMap::new()),
@@ -344,7 +353,12 @@ impl Endpoint {
         let inbox: Arc<dyn Deliver> = Arc::new(Inbox(Arc::downgrade(&inner)));
         let lnds = Lnds::start(cfg.tcp, cfg.o2ib, registry, inbox).await?;
         let _ = inner.lnds.set(lnds);
-        Ok(Endpoint { inner })
+        let early = std::mem::take(&mut *inner.early.lock().expect("early lock"));
+        let ep = Endpoint { inner };
+        for (from, msg) in early {
+            ep.incoming(from, msg);
+        }
+        Ok(ep)
     }
 
     pub fn id(&self) -> ProcessId {
