@@ -114,22 +114,10 @@ pub async fn run(args: FabricBench) -> Result<()> {
 
     println!("glint bench fabric: tcp LND on loopback, {}s per figure", args.seconds);
 
-    // Small RPCs, one at a time: latency.
-    // Both loops run as runtime tasks, as every glint client's calls do,
-    // so neither pays for waking the thread that started the runtime.
+    // Small RPCs, one at a time: latency. The raw ping-pong runs as a
+    // runtime task too, like the RPC loop (see `rpc_latency`).
     let body = vec![7u8; args.small];
-    let (c, b) = (client.clone(), body.clone());
-    let mut lat = tokio::spawn(async move {
-        let mut lat = Stats::default();
-        let end = Instant::now() + dur;
-        while Instant::now() < end {
-            let t = Instant::now();
-            c.call(peer, PORTAL, PING, &b).await?;
-            lat.add(t.elapsed());
-        }
-        Ok::<_, fabric::RpcError>(lat)
-    })
-    .await??;
+    let mut lat = rpc_latency(&client, peer, &body, dur).await?;
     let mut raw = tokio::spawn(raw_ping_pong(args.small, dur)).await??;
     println!(
         "small RPC ({} B): {:.0} round trips/s, p50 {:.1} us, p99 {:.1} us | raw TCP ping-pong p50 {:.1} us | ratio p50 {:.2}x",
@@ -163,6 +151,25 @@ pub async fn run(args: FabricBench) -> Result<()> {
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Round trips of one small RPC at a time for `dur`. The loop runs as a
+/// runtime task, as every glint client's calls do, so it does not pay for
+/// waking the thread that started the runtime.
+async fn rpc_latency(client: &Endpoint, peer: ProcessId, body: &[u8], dur: Duration) -> Result<Stats> {
+    let (c, b) = (client.clone(), body.to_vec());
+    let lat = tokio::spawn(async move {
+        let mut lat = Stats::default();
+        let end = Instant::now() + dur;
+        while Instant::now() < end {
+            let t = Instant::now();
+            c.call(peer, PORTAL, PING, &b).await?;
+            lat.add(t.elapsed());
+        }
+        Ok::<_, fabric::RpcError>(lat)
+    })
+    .await??;
+    Ok(lat)
 }
 
 async fn raw_ping_pong(size: usize, dur: Duration) -> Result<Stats> {
@@ -289,20 +296,8 @@ async fn run_o2ib(args: FabricBench) -> Result<()> {
     let peer = ProcessId { nid: Nid::new(addr, Net::o2ib(0)), pid: Pid::SERVER };
     println!("glint bench fabric: o2ib LND on {device} at {addr}, {}s per figure", args.seconds);
 
-    // As over tcp, the loop runs as a runtime task, as callers' calls do.
     let body = vec![7u8; args.small];
-    let (c, b) = (client.clone(), body.clone());
-    let mut lat = tokio::spawn(async move {
-        let mut lat = Stats::default();
-        let end = Instant::now() + dur;
-        while Instant::now() < end {
-            let t = Instant::now();
-            c.call(peer, PORTAL, PING, &b).await?;
-            lat.add(t.elapsed());
-        }
-        Ok::<_, fabric::RpcError>(lat)
-    })
-    .await??;
+    let mut lat = rpc_latency(&client, peer, &body, dur).await?;
     println!(
         "small RPC ({} B): {:.0} round trips/s, p50 {:.1} us, p99 {:.1} us",
         args.small,
