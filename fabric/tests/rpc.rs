@@ -125,6 +125,25 @@ async fn requests_run_on_pinned_service_threads_not_the_network_runtime() {
     // A client with no services starts no service threads.
     assert!(client.service_threads().is_empty());
     assert_eq!(server.stats().dispatch_overflows.load(Ordering::Relaxed), 0);
+    // The server's service threads read the client's socket themselves, so
+    // the requests were queued there without waking another thread (the
+    // connection was made after the service was registered).
+    assert!(server.requests_queued_in_place() >= 8, "{}", server.requests_queued_in_place());
+}
+
+#[tokio::test]
+async fn a_client_reads_its_replies_on_its_own_runtime() {
+    // A client's service threads answer callbacks only: its connections
+    // stay on the runtime its callers wait on.
+    let (server, client, srv, _) = pair().await;
+    let back = Arc::new(TestService { runs: AtomicU64::new(0) });
+    client.register(PORTAL, back);
+    for _ in 0..4 {
+        client.call(srv, PORTAL, ECHO, b"x").await.unwrap();
+    }
+    let r = server.call(client.id(), PORTAL, WHERE, b"").await.unwrap();
+    assert!(String::from_utf8_lossy(r.body()).starts_with("ptlrpc"));
+    assert_eq!(client.requests_queued_in_place(), 0);
 }
 
 #[tokio::test]

@@ -427,10 +427,22 @@ impl Endpoint {
         self.inner.dispatch.get().and_then(Option::as_ref).map(|d| d.threads().to_vec()).unwrap_or_default()
     }
 
+    /// Requests a service thread queued for itself from a connection it
+    /// reads (no wake-up: see `rpc::dispatch`).
+    pub fn requests_queued_in_place(&self) -> u64 {
+        self.inner.dispatch.get().and_then(Option::as_ref).map_or(0, |d| d.queued_in_place())
+    }
+
     pub fn register(&self, portal: u16, service: Arc<dyn Service>) {
         let cfg = &self.inner.cfg;
+        // A server's service threads read its peers' tcp sockets too; a
+        // client's answer callbacks only, and its replies are best read on
+        // the runtime its callers await them on.
+        let network = cfg.tcp.listen;
+        let mut started = false;
         self.inner.dispatch.get_or_init(|| {
-            match CptTable::detect(&cfg.cpts).and_then(|t| Dispatcher::start(&t, &cfg.service)) {
+            started = true;
+            match CptTable::detect(&cfg.cpts).and_then(|t| Dispatcher::start(&t, &cfg.service, network)) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(error = %e, "no service threads; requests run on the network runtime");
@@ -438,6 +450,13 @@ impl Endpoint {
                 }
             }
         });
+        if started && network {
+            let inner = Arc::downgrade(&self.inner);
+            self.inner.tcp().set_placement(Box::new(move |peer| {
+                let inner = inner.upgrade()?;
+                inner.dispatch.get().and_then(Option::as_ref).map(|d| d.runtime_for(peer))
+            }));
+        }
         let hist = Arc::new(OpHistograms::new(self.inner.latency.clone(), &[&portal.to_string()]));
         self.inner.services.write().expect("services lock").insert(portal, (service, hist));
     }

@@ -2,9 +2,9 @@
 //! is, which set a connection belongs to, and the peer's incarnation.
 //! This is the one place a later authentication handshake sits.
 
+use super::Inner;
 use super::conn::{Conn, ConnSet, reader};
 use super::frame::{FrameType, HEADER_LEN, Header};
-use super::{Inner, PeerStats};
 use crate::lnd::LndError;
 use crate::{Nid, ProcessId};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 struct Hello {
@@ -77,10 +78,7 @@ fn tune(stream: &TcpStream) {
 }
 
 /// Makes a new connection set to `id` (the active side).
-pub(super) async fn connect(
-    lnd: &Arc<Inner>,
-    id: ProcessId,
-) -> Result<(Arc<ConnSet>, Vec<OwnedReadHalf>), LndError> {
+pub(super) async fn connect(lnd: &Arc<Inner>, id: ProcessId) -> Result<(Arc<ConnSet>, Readers), LndError> {
     let total = 1 + lnd.cfg.bulk_conns as u8;
     let set_id = lnd.next_set.fetch_add(1, Ordering::Relaxed) ^ (lnd.incarnation << 16);
     let addr = id.nid.socket_addr(lnd.cfg.port);
@@ -115,29 +113,57 @@ pub(super) async fn connect(
         peer_credits = peer_credits.min(theirs.peer_credits);
         halves.push(stream.into_split());
     }
-    Ok(assemble(id, set_id, halves, peer_credits, lnd.peer(id).stats.clone()))
+    assemble(lnd, id, set_id, halves, peer_credits).map_err(|e| unreachable(format!("{addr}: {e}")))
+}
+
+/// The sockets of a set, moved to the runtime that reads them.
+pub(super) struct Readers {
+    halves: Vec<OwnedReadHalf>,
+    home: Option<Handle>,
 }
 
 fn assemble(
+    lnd: &Arc<Inner>,
     peer: ProcessId,
     set_id: u64,
     halves: Vec<(OwnedReadHalf, OwnedWriteHalf)>,
     peer_credits: u16,
-    stats: Arc<PeerStats>,
-) -> (Arc<ConnSet>, Vec<OwnedReadHalf>) {
+) -> std::io::Result<(Arc<ConnSet>, Readers)> {
+    let home = lnd.placement.get().and_then(|place| place(peer));
     let mut readers = Vec::with_capacity(halves.len());
     let mut conns = Vec::with_capacity(halves.len());
     for (rd, wr) in halves {
+        let (rd, wr) = match &home {
+            Some(h) => rehome(rd, wr, h)?,
+            None => (rd, wr),
+        };
         readers.push(rd);
         conns.push(Conn::new(wr));
     }
     let control = conns.remove(0);
-    (ConnSet::new(peer, set_id, control, conns, peer_credits, stats), readers)
+    let stats = lnd.peer(peer).stats.clone();
+    Ok((ConnSet::new(peer, set_id, control, conns, peer_credits, stats), Readers { halves: readers, home }))
 }
 
-pub(super) fn start_readers(lnd: &Arc<Inner>, set: &Arc<ConnSet>, readers: Vec<OwnedReadHalf>) {
-    for rd in readers {
-        tokio::spawn(reader(lnd.clone(), set.clone(), rd));
+/// Registers a socket with `home`'s reactor, so its readiness wakes the
+/// thread that reads it rather than the runtime that accepted it.
+fn rehome(
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    home: &Handle,
+) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+    let std = rd.reunite(wr).map_err(std::io::Error::other)?.into_std()?;
+    let _in = home.enter();
+    Ok(TcpStream::from_std(std)?.into_split())
+}
+
+pub(super) fn start_readers(lnd: &Arc<Inner>, set: &Arc<ConnSet>, readers: Readers) {
+    for rd in readers.halves {
+        let task = reader(lnd.clone(), set.clone(), rd);
+        match &readers.home {
+            Some(h) => drop(h.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 }
 
@@ -202,8 +228,7 @@ async fn accept_one(lnd: &Arc<Inner>, mut stream: TcpStream) -> std::io::Result<
     };
     if let Some(p) = ready {
         let halves = p.conns.into_iter().map(|c| c.expect("all present")).collect();
-        let (set, readers) =
-            assemble(peer, theirs.set_id, halves, p.peer_credits, lnd.peer(peer).stats.clone());
+        let (set, readers) = assemble(lnd, peer, theirs.set_id, halves, p.peer_credits)?;
         // Readers start only once the set is installed, so a reply to the
         // first request always finds it.
         lnd.install(set.clone());

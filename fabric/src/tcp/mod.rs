@@ -117,7 +117,12 @@ pub(crate) struct Inner {
     /// there, even when the first send comes from a service thread's own
     /// runtime, so no connection depends on a runtime that may stop first.
     rt: tokio::runtime::Handle,
+    /// Where each peer's sockets are read, when not on `rt`.
+    placement: std::sync::OnceLock<Placement>,
 }
+
+/// Chooses the runtime that reads a peer's sockets (None: the NI's own).
+pub type Placement = Box<dyn Fn(ProcessId) -> Option<tokio::runtime::Handle> + Send + Sync>;
 
 /// A tcp network interface.
 #[derive(Clone)]
@@ -233,6 +238,7 @@ impl TcpLnd {
             stats: TcpStats::default(),
             shutdown,
             rt: tokio::runtime::Handle::current(),
+            placement: std::sync::OnceLock::new(),
         });
         if let Some(l) = listener {
             tokio::spawn(hello::accept_loop(inner.clone(), l));
@@ -242,6 +248,12 @@ impl TcpLnd {
 
     pub fn stats(&self) -> &TcpStats {
         &self.inner.stats
+    }
+
+    /// Reads the sockets of connections made from now on where `place`
+    /// says (set once; later calls are ignored).
+    pub fn set_placement(&self, place: Placement) {
+        let _ = self.inner.placement.set(place);
     }
 
     pub fn port(&self) -> u16 {
