@@ -38,6 +38,8 @@ pub struct Client {
     pub(crate) metrics: ClientMetrics,
     /// Checksum mismatches seen, and the fault injection of bulk damage.
     pub(crate) integrity: crate::integrity::Integrity,
+    /// Keeps this client's appends to one file apart.
+    pub(crate) appends: crate::file::AppendLocks,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -124,6 +126,7 @@ impl Client {
             pool,
             metrics,
             integrity: Default::default(),
+            appends: Default::default(),
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {

@@ -6,7 +6,9 @@ mod client;
 mod error;
 mod extra;
 mod fid_path;
+mod file;
 pub mod fuse;
+mod gather;
 mod integrity;
 mod io;
 mod join;
@@ -16,6 +18,7 @@ mod tunables;
 
 pub use client::{Client, process_cred};
 pub use error::{ClientError, Result};
+pub use file::File;
 pub use fuse::{MountError, MountGuard, MountOptions};
 pub use integrity::Integrity;
 pub use mount_spec::MountSpec;

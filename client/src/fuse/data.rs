@@ -6,32 +6,19 @@
 
 use super::convert::name_str;
 use super::cred::Caller;
-use super::gather::Gather;
 use super::handles::FileHandle;
 use super::mounted::{Mounted, OrErrno, R};
 use crate::client::attr_reply;
+use crate::gather::{Gather, gather_capacity};
 use fabric::Errno;
 use fuser::FileAttr;
 use proto::layout::MAX_FILE_SIZE;
-use proto::{Layout, MdsRequest, OstRequest};
+use proto::{Layout, MdsRequest};
 use std::ffi::OsStr;
-use std::sync::Arc;
-
-/// The most one open file gathers before it writes.
-const MAX_GATHER: u64 = 64 << 20;
 
 impl Mounted {
-    /// How much one open file of `layout` gathers: the configured amount,
-    /// at least one RPC per stripe so a full buffer keeps every OST busy,
-    /// and always whole RPCs.
     fn gather_cap(&self, layout: Option<&Layout>) -> u64 {
-        if self.opts.write_gather == 0 {
-            return 0;
-        }
-        let rpc = self.client.tunables().rpc_size.max(1) as u64;
-        let stripes = layout.and_then(Layout::raid0).map(|r| r.stripe_count()).unwrap_or(1).max(1) as u64;
-        let want = (self.opts.write_gather as u64).max(rpc * stripes).min(MAX_GATHER.max(rpc));
-        (want / rpc).max(1) * rpc
+        gather_capacity(self.opts.write_gather, self.client.tunables().rpc_size, layout)
     }
 
     fn new_handle(
@@ -112,13 +99,6 @@ impl Mounted {
         Ok(buf)
     }
 
-    /// The file's size as its objects say (the glimpse), for appends.
-    async fn object_size(&self, layout: &Layout) -> R<u64> {
-        let Some(r0) = layout.raid0() else { return Ok(0) };
-        let objs = self.client.object_attrs(layout).await.or_errno()?;
-        Ok(objs.iter().enumerate().map(|(s, o)| r0.file_size_from_object(s, o.size)).max().unwrap_or(0))
-    }
-
     pub async fn write(&self, fh: u64, off: u64, data: Vec<u8>) -> R<u32> {
         let h = self.handles.file(fh)?;
         let layout = h.layout.as_ref().ok_or(Errno::EIO)?;
@@ -129,7 +109,7 @@ impl Mounted {
             // appends from landing on one another.
             let _one_at_a_time = h.shared.append.lock().await;
             self.flush_inode(h.ino).await?;
-            let end = self.object_size(layout).await?;
+            let end = self.client.glimpse_size(layout).await.or_errno()?;
             self.client.pwrite(layout, end, &data, h.sync_writes()).await.or_errno()?;
             return Ok(len);
         }
@@ -167,20 +147,10 @@ impl Mounted {
     pub async fn fsync(&self, fh: u64) -> R<()> {
         let h = self.handles.file(fh)?;
         self.flush_handle(&h).await?;
-        let Some(layout) = &h.layout else { return Ok(()) };
-        let mut set = tokio::task::JoinSet::new();
-        for o in layout.objects().copied() {
-            let client = Arc::clone(&self.client);
-            set.spawn(async move { client.ost(o.ost_idx, &OstRequest::Sync { fid: Some(o.fid) }).await });
+        match &h.layout {
+            Some(layout) => self.client.sync_objects(layout).await.or_errno(),
+            None => Ok(()),
         }
-        let mut result = Ok(());
-        while let Some(r) = set.join_next().await {
-            let r = r.map_err(|_| Errno::EIO).and_then(|r| r.or_errno().map(|_| ()));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
     }
 
     /// The last close of an open: flush, then tell the MDS, which may now

@@ -1,7 +1,7 @@
 //! Open files and directories of the mount: what each FUSE file handle
 //! holds, and the state the handles of one inode share.
 
-use super::gather::Gather;
+use crate::gather::Gather;
 use fabric::Errno;
 use proto::{DirEntry, Fid, Layout};
 use std::collections::HashMap;

@@ -11,7 +11,6 @@ mod convert;
 mod cred;
 mod data;
 mod dispatch;
-mod gather;
 mod handles;
 mod inodes;
 mod mount;

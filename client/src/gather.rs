@@ -6,6 +6,24 @@
 //! on an RPC boundary whenever the application writes sequentially, and
 //! the striping code can send each as whole RPCs.
 
+use proto::Layout;
+
+/// The most one open file gathers before it writes.
+const MAX_GATHER: u64 = 64 << 20;
+
+/// How much one open file of `layout` gathers when `want` bytes are
+/// asked for: at least one RPC per stripe so a full buffer keeps every
+/// OST busy, at most 64 MiB, and always whole RPCs (0: no gathering).
+pub(crate) fn gather_capacity(want: usize, rpc_size: usize, layout: Option<&Layout>) -> u64 {
+    if want == 0 {
+        return 0;
+    }
+    let rpc = rpc_size.max(1) as u64;
+    let stripes = layout.and_then(Layout::raid0).map(|r| r.stripe_count()).unwrap_or(1).max(1) as u64;
+    let want = (want as u64).max(rpc * stripes).min(MAX_GATHER.max(rpc));
+    (want / rpc).max(1) * rpc
+}
+
 /// One extent that must now go to the OSTs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Extent {

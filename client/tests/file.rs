@@ -1,0 +1,186 @@
+//! The library's open files against real servers: open(2) flags, the
+//! position, gathering of small writes into whole RPCs, appends, truncate,
+//! fsync, close and a file dropped without close.
+
+mod support;
+
+use client::{Client, File, process_cred};
+use fabric::Errno;
+use proto::{Cred, StripeSpec};
+use std::io::SeekFrom;
+use std::sync::Arc;
+use support::TestFs;
+
+const RW_NEW: i32 = libc::O_RDWR | libc::O_CREAT;
+
+fn one_stripe() -> StripeSpec {
+    StripeSpec { stripe_count: Some(1), stripe_size: Some(1 << 20), stripe_offset: None }
+}
+
+/// Write RPCs this client has sent to `ost`.
+fn writes_to(c: &Client, ost: u32) -> u64 {
+    c.rpc_stats(ost).map(|s| s.write.iter().sum()).unwrap_or(0)
+}
+
+async fn read_all(f: &File) -> Vec<u8> {
+    f.seek(SeekFrom::Start(0)).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    loop {
+        let n = f.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn errno_of(r: client::Result<File>) -> Errno {
+    r.err().expect("the open should fail").errno()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_sequential_writes_go_out_as_whole_rpcs() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let f = c.open_striped(&cred, "/gathered", RW_NEW, 0o644, one_stripe()).await.unwrap();
+    let ost = f.layout().unwrap().raid0().unwrap().objects[0].ost_idx;
+    let before = writes_to(&c, ost);
+    let data: Vec<u8> = (0..(2 << 20) + 4096).map(|i| (i % 253) as u8).collect();
+    for chunk in data.chunks(4096) {
+        assert_eq!(f.write(chunk).await.unwrap(), chunk.len());
+    }
+    f.fsync().await.unwrap();
+    // 513 writes of 4 KiB: two whole 1 MiB RPCs and the 4 KiB tail.
+    assert_eq!(writes_to(&c, ost) - before, 3);
+    assert_eq!(f.stat().await.unwrap().size, data.len() as u64);
+    assert_eq!(read_all(&f).await, data);
+    f.close().await.unwrap();
+
+    let again = c.open(&cred, "/gathered", libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(read_all(&again).await, data);
+    again.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_flags_behave_as_open_2() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    assert_eq!(errno_of(c.open(&cred, "/missing", libc::O_RDONLY, 0).await).await, Errno::ENOENT);
+    assert_eq!(errno_of(c.open(&cred, "/no/dir", RW_NEW, 0o644).await).await, Errno::ENOENT);
+
+    let f = c.open(&cred, "/f", RW_NEW | libc::O_EXCL, 0o640).await.unwrap();
+    f.write(b"hello world").await.unwrap();
+    f.close().await.unwrap();
+    assert_eq!(errno_of(c.open(&cred, "/f", RW_NEW | libc::O_EXCL, 0o644).await).await, Errno::EEXIST);
+    // O_CREAT without O_EXCL opens what is there.
+    let f = c.open(&cred, "/f", RW_NEW, 0o644).await.unwrap();
+    assert_eq!(read_all(&f).await, b"hello world");
+    assert_eq!(f.stat().await.unwrap().mode & 0o7777, 0o640);
+    f.close().await.unwrap();
+
+    let r = c.open(&cred, "/f", libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(r.write(b"x").await.unwrap_err().errno(), Errno::EBADF);
+    assert_eq!(r.set_len(0).await.unwrap_err().errno(), Errno::EBADF);
+    r.close().await.unwrap();
+    let w = c.open(&cred, "/f", libc::O_WRONLY, 0).await.unwrap();
+    assert_eq!(w.read(&mut [0u8; 4]).await.unwrap_err().errno(), Errno::EBADF);
+    w.close().await.unwrap();
+
+    let t = c.open(&cred, "/f", libc::O_WRONLY | libc::O_TRUNC, 0).await.unwrap();
+    assert_eq!(t.stat().await.unwrap().size, 0);
+    t.close().await.unwrap();
+
+    c.mkdir(&cred, c.root(), "d", 0o755).await.unwrap();
+    assert_eq!(errno_of(c.open(&cred, "/d", libc::O_RDONLY, 0).await).await, Errno::EISDIR);
+
+    // The MDS checks the mode against the caller.
+    let other = Cred { uid: 4242, gid: 4242, groups: Vec::new() };
+    let p = c.open(&cred, "/private", RW_NEW, 0o600).await.unwrap();
+    p.close().await.unwrap();
+    if cred.uid != other.uid {
+        assert_eq!(errno_of(c.open(&other, "/private", libc::O_RDONLY, 0).await).await, Errno::EACCES);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn position_seek_and_holes() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let f = c.open(&cred, "/pos", RW_NEW, 0o644).await.unwrap();
+    f.write(b"abc").await.unwrap();
+    f.write(b"def").await.unwrap();
+    assert_eq!(f.seek(SeekFrom::Current(0)).await.unwrap(), 6);
+    assert_eq!(f.seek(SeekFrom::End(4)).await.unwrap(), 10);
+    f.write(b"xyz").await.unwrap();
+    assert_eq!(f.stat().await.unwrap().size, 13);
+    assert_eq!(read_all(&f).await, b"abcdef\0\0\0\0xyz");
+    // pread/pwrite leave the position alone; reads past the end give 0.
+    assert_eq!(f.seek(SeekFrom::Start(2)).await.unwrap(), 2);
+    f.pwrite(0, b"A").await.unwrap();
+    let mut b = [0u8; 3];
+    assert_eq!(f.pread(100, &mut b).await.unwrap(), 0);
+    assert_eq!(f.read(&mut b).await.unwrap(), 3);
+    assert_eq!(&b, b"cde");
+    assert_eq!(f.seek(SeekFrom::Current(-100)).await.unwrap_err().errno(), Errno::EINVAL);
+    f.set_len(4).await.unwrap();
+    assert_eq!(read_all(&f).await, b"Abcd");
+    f.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_of_two_open_files_never_overlap() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(64 << 10), stripe_offset: None };
+    c.open_striped(&cred, "/log", RW_NEW, 0o644, spec).await.unwrap().close().await.unwrap();
+    let flags = libc::O_WRONLY | libc::O_APPEND;
+    let (a, b) = (
+        Arc::new(c.open(&cred, "/log", flags, 0).await.unwrap()),
+        Arc::new(c.open(&cred, "/log", flags, 0).await.unwrap()),
+    );
+    const RECORD: usize = 5000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (f, byte) in [(a.clone(), b'a'), (b.clone(), b'b')] {
+        tasks.spawn(async move {
+            for _ in 0..20 {
+                f.write(&[byte; RECORD]).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let r = c.open(&cred, "/log", libc::O_RDONLY, 0).await.unwrap();
+    let all = read_all(&r).await;
+    assert_eq!(all.len(), 40 * RECORD);
+    for rec in all.chunks(RECORD) {
+        assert!(rec.iter().all(|&x| x == rec[0]), "a record was torn by another append");
+    }
+    assert_eq!(all.iter().filter(|&&x| x == b'a').count(), 20 * RECORD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_file_still_sends_its_gathered_bytes() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let f = c.open(&cred, "/dropped", RW_NEW, 0o644).await.unwrap();
+    f.write(&[7u8; 10_000]).await.unwrap();
+    drop(f);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (attr, _) = c.getattr(&cred, c.resolve(&cred, "/dropped").await.unwrap().0.fid).await.unwrap();
+        if attr.size == 10_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dropped file's bytes never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = c.open(&cred, "/dropped", libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(read_all(&r).await, vec![7u8; 10_000]);
+}
