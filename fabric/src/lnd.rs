@@ -8,9 +8,7 @@
 
 use crate::memory::{BulkError, BulkHandle, IoBuf, PoolBuf};
 use crate::{Errno, Net, Nid, ProcessId};
-use std::fs::File;
 use std::future::Future;
-use std::os::unix::fs::FileExt;
 
 /// The largest immediate message, header included. Bigger payloads move
 /// by bulk.
@@ -126,44 +124,6 @@ pub trait Lnd: Send + Sync + 'static {
         buf: B,
         off: usize,
     ) -> impl Future<Output = (B, Result<(), LndError>)> + Send;
-
-    /// Whether [`Lnd::bulk_put_file`] sends straight from the file (tcp:
-    /// `sendfile`) rather than through the buffer. A caller that must read
-    /// the bytes anyway (to checksum them) does better, when it does not,
-    /// to read them into its buffer once and call [`Lnd::bulk_put`].
-    fn puts_from_files(&self) -> bool {
-        false
-    }
-
-    /// Writes `remote.len` bytes of `file` from `file_off` into the peer's
-    /// exposed range. The caller keeps those bytes unchanged until this
-    /// returns, and they must exist (a short file is an error). This
-    /// default reads them into `buf[off..]` and puts from there; the
-    /// buffer comes back whatever happens.
-    fn bulk_put_file<B: BulkBuf>(
-        &self,
-        peer: ProcessId,
-        remote: BulkHandle,
-        file: &File,
-        file_off: u64,
-        mut buf: B,
-        off: usize,
-    ) -> impl Future<Output = (B, Result<(), LndError>)> + Send {
-        let len = remote.len as usize;
-        let read = match buf.io_mut().as_mut_slice().get_mut(off..off.saturating_add(len)) {
-            Some(dst) => file.read_exact_at(dst, file_off).map_err(LndError::Io),
-            None => {
-                let local = buf.io().len();
-                Err(crate::memory::BulkError::LengthMismatch { local, remote: remote.len }.into())
-            }
-        };
-        async move {
-            match read {
-                Ok(()) => self.bulk_put(peer, remote, buf, off).await,
-                Err(e) => (buf, Err(e)),
-            }
-        }
-    }
 
     /// Closes every connection and stops accepting.
     fn shutdown(&self);

@@ -7,7 +7,6 @@
 
 use crate::aligned_buf::{AlignedBuf, DIRECT_IO_ALIGN};
 use std::fs::OpenOptions;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -48,22 +47,6 @@ pub(crate) fn probe(dir: &Path) -> bool {
     }
 }
 
-/// Whether `dir` is on a file system whose page cache is its storage
-/// (tmpfs, ramfs): there `O_DIRECT` saves nothing, and a read is best sent
-/// from the cached pages themselves.
-pub(crate) fn memory_backed(dir: &Path) -> bool {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: zeroed is a valid statfs; the call fills it.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: NUL-terminated path and a valid out pointer.
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,12 +59,6 @@ mod tests {
         assert!(!eligible(b.as_ptr(), 4095, 8192));
         assert!(!eligible(b.as_ptr(), 4096, 4000));
         assert!(!eligible(b[1..].as_ptr(), 4096, 4096));
-    }
-
-    #[test]
-    fn memory_backing_is_told_apart() {
-        assert!(memory_backed(Path::new("/dev/shm")) || !Path::new("/dev/shm").exists());
-        assert!(!memory_backed(Path::new("/proc")));
     }
 
     #[test]

@@ -306,9 +306,6 @@ impl Oss {
         self.check_bulk(len, &segs)?;
         let buf: PoolBuf = self.bufs.get().await;
         let store = target.store.clone();
-        if store.memory_backed() && req.bulk.puts_from_files() {
-            return self.read_from_file(req, target, fid, offset, len, segs, buf).await;
-        }
         let (mut buf, got) = self
             .io
             .run(move || {
@@ -332,59 +329,6 @@ impl Oss {
             r.map_err(|e| e.errno())?;
             at += seg.len as usize;
         }
-        target.stats.reads.fetch_add(1, Ordering::Relaxed);
-        target.stats.read_bytes.fetch_add(got as u64, Ordering::Relaxed);
-        Ok(OstReply::ReadDone { len: got as u64, crc })
-    }
-}
-
-impl Oss {
-    /// A read sent from the object's own pages (tcp on tmpfs): the range
-    /// stays pinned against writes until the client has every byte, the
-    /// checksum is read through a small piece of the pool buffer, and the
-    /// bytes go from the file to the socket without a copy.
-    #[allow(clippy::too_many_arguments)]
-    async fn read_from_file(
-        &self,
-        req: &Request,
-        target: &Arc<Target>,
-        fid: proto::Fid,
-        offset: u64,
-        len: u64,
-        segs: Vec<fabric::BulkHandle>,
-        buf: PoolBuf,
-    ) -> Result<OstReply, Errno> {
-        const CRC_PIECE: usize = 128 << 10;
-        let store = target.store.clone();
-        let (mut buf, pinned) = self
-            .io
-            .run(move || {
-                let mut buf = buf;
-                let piece = CRC_PIECE.min(buf.len());
-                let r = store.pin_read(fid, offset, len).and_then(|pin| {
-                    let crc = pin
-                        .crc32c(&mut buf[..piece])
-                        .map_err(|e| OstError::io(format!("read object {fid} at {offset}"), e))?;
-                    Ok((pin, crc))
-                });
-                (buf, r)
-            })
-            .await?;
-        let (pin, crc) = pinned.map_err(ost_err)?;
-        let got = pin.len();
-        let mut at = 0usize;
-        for seg in segs {
-            if at >= got {
-                break;
-            }
-            let n = (seg.len as usize).min(got - at);
-            let part = seg.slice(0, n as u64).ok_or(Errno::EINVAL)?;
-            let (b, r) = req.bulk.put_file(part, pin.file(), pin.offset() + at as u64, buf, at).await;
-            buf = b;
-            r.map_err(|e| e.errno())?;
-            at += seg.len as usize;
-        }
-        drop(pin);
         target.stats.reads.fetch_add(1, Ordering::Relaxed);
         target.stats.read_bytes.fetch_add(got as u64, Ordering::Relaxed);
         Ok(OstReply::ReadDone { len: got as u64, crc })

@@ -16,7 +16,6 @@ use crate::last_id::LastId;
 use crate::object::ObjectHandle;
 use crate::paths::{self, SUBDIRS};
 use crate::range_lock::Mode;
-use crate::read_pin::ReadPin;
 use crate::space;
 use proto::layout::MAX_FILE_SIZE;
 use proto::{Fid, StatFs};
@@ -63,8 +62,6 @@ pub struct ObjectStore {
     root: PathBuf,
     label: Label,
     direct_io: bool,
-    /// The page cache is the storage (tmpfs).
-    memory_backed: bool,
     /// Cleared the first time the file system refuses fallocate.
     fallocate_works: AtomicBool,
     fds: FdCache,
@@ -137,14 +134,12 @@ impl ObjectStore {
         }
         let _ = std::fs::remove_file(dir.join(format!("{LABEL_FILE}.tmp")));
         let direct_io = opts.direct_io && direct_io::probe(dir);
-        let memory_backed = direct_io::memory_backed(dir);
         let root_file = File::open(dir).map_err(|e| OstError::io(format!("open {}", dir.display()), e))?;
         tracing::info!(dir = %dir.display(), target = %label.target_name(), direct_io, "target opened");
         Ok(ObjectStore {
             root: dir.to_path_buf(),
             label,
             direct_io,
-            memory_backed,
             fallocate_works: AtomicBool::new(true),
             fds: FdCache::new(opts.fd_cache),
             seqs: RwLock::new(HashSet::new()),
@@ -165,13 +160,6 @@ impl ObjectStore {
     /// Whether aligned requests bypass the page cache on this target.
     pub fn direct_io(&self) -> bool {
         self.direct_io
-    }
-
-    /// Whether the target's page cache is its storage (tmpfs, ramfs):
-    /// reads are then best sent from the file's own pages
-    /// ([`ObjectStore::pin_read`]), as there is no device to bypass.
-    pub fn memory_backed(&self) -> bool {
-        self.memory_backed
     }
 
     /// Objects currently held open by the descriptor cache.
@@ -479,19 +467,6 @@ impl ObjectStore {
             Ok(n) => Ok(got + n),
             Err((_, e)) => Err(io_err(e)),
         }
-    }
-
-    /// Holds `[off, off+len)` of the object for reading until the pin is
-    /// dropped, so its bytes can be sent from the file after this returns
-    /// (see [`ReadPin`]). Waits, as `read` does, for earlier overlapping
-    /// writes.
-    pub fn pin_read(&self, fid: Fid, off: u64, len: u64) -> Result<ReadPin> {
-        if off > MAX_FILE_SIZE {
-            return Err(OstError::TooBig { fid, off, len, max: MAX_FILE_SIZE });
-        }
-        let h = self.handle(fid)?;
-        let want = len.min(MAX_FILE_SIZE - off);
-        ReadPin::new(h, off, want).map_err(|e| OstError::io(format!("fstat object {fid}"), e))
     }
 
     /// Frees `[off, off+len)`: it reads as zeros afterwards, its blocks

@@ -157,25 +157,6 @@ impl BulkCtx {
     pub async fn put<B: BulkBuf>(&self, remote: BulkHandle, buf: B, off: usize) -> (B, Result<(), LndError>) {
         self.ep.inner.lnds().bulk_put(self.peer, remote, buf, off).await
     }
-
-    /// Whether [`BulkCtx::put_file`] sends straight from the file on the
-    /// network this peer is reached by (tcp: yes; o2ib: through `buf`).
-    pub fn puts_from_files(&self) -> bool {
-        self.ep.inner.lnds().puts_from_files(self.peer)
-    }
-
-    /// Pushes `remote.len` bytes of `file` from `file_off` into the
-    /// client's range; the caller keeps them unchanged until it returns.
-    pub async fn put_file<B: BulkBuf>(
-        &self,
-        remote: BulkHandle,
-        file: &std::fs::File,
-        file_off: u64,
-        buf: B,
-        off: usize,
-    ) -> (B, Result<(), LndError>) {
-        self.ep.inner.lnds().bulk_put_file(self.peer, remote, file, file_off, buf, off).await
-    }
 }
 
 /// An arriving request.

@@ -273,33 +273,6 @@ impl Lnds {
         }
     }
 
-    /// Whether a put from a file to `peer` goes without the buffer.
-    pub(crate) fn puts_from_files(&self, peer: ProcessId) -> bool {
-        match (peer.nid.net.kind, &self.o2ib) {
-            (NetType::O2ib, Some(o2ib)) => o2ib.puts_from_files(),
-            _ => self.tcp.puts_from_files(),
-        }
-    }
-
-    /// Writes bytes of a file into a peer's exposed range, like `bulk_put`.
-    pub(crate) async fn bulk_put_file<B: BulkBuf>(
-        &self,
-        peer: ProcessId,
-        remote: BulkHandle,
-        file: &std::fs::File,
-        file_off: u64,
-        buf: B,
-        off: usize,
-    ) -> (B, Result<(), LndError>) {
-        match (peer.nid.net.kind, &self.o2ib) {
-            (NetType::O2ib, Some(o2ib)) => o2ib.bulk_put_file(peer, remote, file, file_off, buf, off).await,
-            (NetType::O2ib, None) => {
-                self.tcp.bulk_put_file(self.tcp_twin(peer), remote, file, file_off, buf, off).await
-            }
-            _ => self.tcp.bulk_put_file(peer, remote, file, file_off, buf, off).await,
-        }
-    }
-
     pub(crate) fn shutdown(&self) {
         self.tcp.shutdown();
         if let Some(o2ib) = &self.o2ib {

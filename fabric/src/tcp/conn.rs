@@ -8,14 +8,11 @@ use crate::lnd::{BulkBuf, LndError, MAX_IMMEDIATE, RecvBuf};
 use crate::memory::Access;
 use crate::{Errno, ProcessId};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -139,37 +136,6 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut parts, n);
-    }
-    Ok(())
-}
-
-/// Sends `len` bytes of `file` from `off` on the non-blocking socket,
-/// waiting for room in its send buffer as a write would.
-async fn sendfile_all(sock: &TcpStream, file: &File, mut off: u64, len: usize) -> std::io::Result<()> {
-    let mut left = len;
-    while left > 0 {
-        sock.writable().await?;
-        let sent = sock.try_io(Interest::WRITABLE, || {
-            let mut at = i64::try_from(off).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
-            // SAFETY: both descriptors are open for the call; `at` is a valid out pointer.
-            let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut at, left) };
-            if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
-        });
-        match sent {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("file ended {left} bytes before the bulk frame"),
-                ));
-            }
-            Ok(n) => {
-                off += n as u64;
-                left -= n;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
     }
     Ok(())
 }
@@ -338,44 +304,6 @@ impl ConnSet {
         h.key = key;
         h.addr = addr;
         self.write_frame(self.bulk_conn(), h, &[data], false).await
-    }
-
-    /// A PutData whose payload is `len` bytes of `file` from `file_off`,
-    /// sent by `sendfile`: the pages go to the socket without a copy
-    /// through user memory.
-    pub(super) async fn send_put_file(
-        &self,
-        cookie: u64,
-        key: u64,
-        addr: u64,
-        file: &File,
-        file_off: u64,
-        len: usize,
-    ) -> Result<(), LndError> {
-        if self.is_dead() {
-            return Err(LndError::ConnectionLost { peer: self.peer });
-        }
-        let conn = self.bulk_conn();
-        let mut w = conn.writer.lock().await;
-        let mut h = Header::new(FrameType::PutData);
-        h.cookie = cookie;
-        h.key = key;
-        h.addr = addr;
-        h.credits = self.to_return.swap(0, Ordering::AcqRel).min(u16::MAX as u32) as u16;
-        h.len = len as u32;
-        let raw = h.seal(&[]);
-        let mut guard = TornGuard { set: self, armed: true };
-        let r = async {
-            w.write_all(&raw).await?;
-            sendfile_all(w.as_ref(), file, file_off, len).await
-        }
-        .await;
-        guard.armed = r.is_err();
-        drop(guard);
-        r.map_err(|e| {
-            tracing::debug!(peer = %self.peer, error = %e, "bulk put from a file failed");
-            LndError::ConnectionLost { peer: self.peer }
-        })
     }
 
     async fn send_bulk_status(&self, ftype: FrameType, cookie: u64, errno: i32) {

@@ -19,7 +19,6 @@ use crate::{Net, Nid, ProcessId};
 use conn::{ConnSet, Pending, Sink};
 use crossbeam_queue::ArrayQueue;
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -358,53 +357,6 @@ impl Lnd for TcpLnd {
         }
         let data = &buf.io().as_slice()[off..off + len];
         if let Err(e) = set.send_put(cookie, remote.key, remote.addr, data).await {
-            set.unregister(cookie);
-            return (buf, Err(e));
-        }
-        self.inner.stats.bulk_tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
-        set.stats.bulk_tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
-        let r = rx.await.unwrap_or(Err(LndError::ConnectionLost { peer }));
-        (buf, r)
-    }
-
-    fn puts_from_files(&self) -> bool {
-        true
-    }
-
-    async fn bulk_put_file<B: BulkBuf>(
-        &self,
-        peer: ProcessId,
-        remote: BulkHandle,
-        file: &File,
-        file_off: u64,
-        buf: B,
-        _off: usize,
-    ) -> (B, Result<(), LndError>) {
-        let len = remote.len as usize;
-        if len > MAX_BULK {
-            let err = crate::memory::BulkError::LengthMismatch { local: len, remote: remote.len };
-            return (buf, Err(err.into()));
-        }
-        // Checked before the frame starts: a file that ends short half way
-        // through it would leave the stream torn and the connection lost.
-        match file.metadata() {
-            Ok(m) if file_off.checked_add(len as u64).is_some_and(|end| end <= m.len()) => {}
-            Ok(m) => {
-                let why = format!("bulk put of {len} bytes at {file_off} from a file of {}", m.len());
-                return (buf, Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why).into()));
-            }
-            Err(e) => return (buf, Err(e.into())),
-        }
-        let set = match self.inner.connection(peer).await {
-            Ok(s) => s,
-            Err(e) => return (buf, Err(e)),
-        };
-        let cookie = self.inner.cookie();
-        let (tx, rx) = oneshot::channel();
-        if set.register(cookie, Pending::Put(tx)).is_err() {
-            return (buf, Err(LndError::ConnectionLost { peer }));
-        }
-        if let Err(e) = set.send_put_file(cookie, remote.key, remote.addr, file, file_off, len).await {
             set.unregister(cookie);
             return (buf, Err(e));
         }
