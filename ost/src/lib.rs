@@ -6,6 +6,7 @@
 //! [`ObjectStore`] from many threads at once.
 
 pub mod aligned_buf;
+mod allocated;
 pub mod attr;
 mod direct_io;
 mod durable;

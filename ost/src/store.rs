@@ -358,12 +358,20 @@ impl ObjectStore {
     // ---- data ------------------------------------------------------------
 
     /// Makes sure `[off, off+len)` of the object has its blocks, so the
-    /// write that follows cannot run out of space half way.
+    /// write that follows cannot run out of space half way. Blocks this
+    /// handle reserved before, and nothing freed since, are not asked for
+    /// again. The caller holds the range exclusively.
     fn reserve(&self, h: &ObjectHandle, off: u64, len: u64) -> Result<()> {
         let fid = h.fid;
         if self.fallocate_works.load(Ordering::Relaxed) {
+            if h.allocated().covers(off, off + len) {
+                return Ok(());
+            }
             match space::reserve(&h.file, off, len) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    h.allocated().insert(off, off + len);
+                    return Ok(());
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                     self.undo_reserve(h, off, len);
                     return Err(OstError::NoSpace { fid, off, len });
@@ -385,8 +393,9 @@ impl ObjectStore {
     /// size, are touched: no data lives there, and the range lock keeps
     /// every other request out of it.
     fn undo_reserve(&self, h: &ObjectHandle, off: u64, len: u64) {
-        let Ok(meta) = h.file.metadata() else { return };
         let end = off + len;
+        h.allocated().remove(off, end);
+        let Ok(meta) = h.file.metadata() else { return };
         let start = off.max(meta.len());
         if start < end
             && let Err(e) = space::punch_hole(&h.file, start, end - start)
@@ -482,6 +491,7 @@ impl ObjectStore {
         if end <= off {
             return Ok(());
         }
+        h.allocated().remove(off, end);
         match space::punch_hole(&h.file, off, end - off) {
             Ok(()) => Ok(()),
             Err(e) if space::unsupported(&e) => self.zero_range(&h, off, end),
@@ -514,6 +524,7 @@ impl ObjectStore {
         let h = self.handle(fid)?;
         // Everything from the new end on changes, whichever way the size moves.
         let _range = h.ranges.lock(size, u64::MAX, Mode::Exclusive);
+        h.allocated().remove(size, u64::MAX);
         h.file.set_len(size).map_err(|e| OstError::io(format!("truncate object {fid} to {size}"), e))
     }
 

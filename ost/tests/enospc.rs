@@ -95,3 +95,50 @@ fn a_write_that_does_not_fit_fails_whole_and_harms_nothing() {
     }
     drop(store);
 }
+
+/// Blocks freed by punch or truncate are reserved again before the next
+/// write into them (the store skips the reservation only for blocks it
+/// knows are still allocated): once the target is full again, such a
+/// write fails whole with ENOSPC.
+#[test]
+fn space_freed_by_punch_or_truncate_is_reserved_again() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let fs = SmallFs::mount("4m");
+    ObjectStore::format(fs.dir.path(), FS, INDEX).unwrap();
+    let store = ObjectStore::open(fs.dir.path(), FS, INDEX).unwrap();
+    let (a, b, c) = (fid(1), fid(2), fid(3));
+    for f in [a, b, c] {
+        store.create(f).unwrap();
+    }
+    let mib = 1usize << 20;
+    // Written twice, so the second write is one the store knows needs no space.
+    for seed in [1, 2] {
+        store.write(a, 0, &pattern(mib, seed), false).unwrap();
+        store.write(b, 0, &pattern(mib, seed), false).unwrap();
+    }
+    store.punch(a, 0, mib as u64).unwrap();
+    store.truncate(b, 0).unwrap();
+
+    let piece = pattern(64 << 10, 4);
+    let mut off = 0u64;
+    let full = loop {
+        match store.write(c, off, &piece, false) {
+            Ok(()) => off += piece.len() as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full.errno(), Errno::ENOSPC, "{full}");
+
+    let e = store.write(a, 0, &pattern(mib, 5), false).unwrap_err();
+    assert!(matches!(e, OstError::NoSpace { .. }), "write into a punched range: {e}");
+    let mut back = vec![1u8; mib];
+    assert_eq!(store.read(a, 0, &mut back).unwrap(), mib);
+    assert!(back.iter().all(|&x| x == 0), "a refused write left bytes in the punched range");
+
+    let e = store.write(b, 0, &pattern(mib, 6), false).unwrap_err();
+    assert!(matches!(e, OstError::NoSpace { .. }), "write into a truncated range: {e}");
+    assert_eq!(store.getattr(b).unwrap().size, 0, "a refused write changed the size");
+}

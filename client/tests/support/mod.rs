@@ -29,7 +29,13 @@ pub fn unique_nid() -> Nid {
 impl TestFs {
     /// Formats and starts a file system with `osts` OSTs, one OSS each.
     pub async fn start(osts: u32) -> TestFs {
-        let dir = tempfile::tempdir().unwrap();
+        TestFs::start_in(osts, &std::env::temp_dir()).await
+    }
+
+    /// As `start`, with every target in a new directory under `parent`
+    /// (e.g. a tmpfs).
+    pub async fn start_in(osts: u32, parent: &std::path::Path) -> TestFs {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let mdt_dir = dir.path().join("mdt");
         mds::format(&mdt_dir, FSNAME).unwrap();
         let mgs = unique_nid();
