@@ -1,0 +1,402 @@
+//! The client's side of the lock manager: the extent locks it holds on
+//! each object, the file data it caches under them, and the callback
+//! service the OSTs call when another client needs a range.
+//!
+//! Locks and cached blocks of an object live under one mutex with a
+//! epoch number, so dropping a lock and its data is one step: data
+//! read while a lock was being called back, or while this client itself
+//! wrote the range, is never put in the cache (its epoch moved on).
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use fabric::Errno;
+use fabric::rpc::{Request, Response, Service};
+use proto::ldlm::{LdlmCallback, LdlmCallbackReply};
+use proto::{Fid, LockExtent, LockHandle, LockMode, OstReply, OstRequest, decode, encode};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Handles called back before their grant arrived, remembered per object
+/// so such a grant is not used (the OST already counts it cancelled).
+const EARLY_REVOKES: usize = 16;
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    handle: LockHandle,
+    mode: LockMode,
+    extent: LockExtent,
+}
+
+/// One cached block of an object, `[off, off + data.len())`.
+struct Block {
+    data: Arc<Vec<u8>>,
+    /// Its place in the eviction order.
+    id: u64,
+}
+
+#[derive(Default)]
+struct Object {
+    ost: u32,
+    locks: Vec<Held>,
+    epoch: u64,
+    early: VecDeque<LockHandle>,
+    blocks: BTreeMap<u64, Block>,
+}
+
+impl Object {
+    /// Whether a held lock lets this client cache `e`.
+    fn covered(&self, e: &LockExtent) -> bool {
+        self.covered_for(e, LockMode::PR)
+    }
+
+    /// Whether a held lock covers `e` in `mode` (a PW lock serves for PR).
+    fn covered_for(&self, e: &LockExtent, mode: LockMode) -> bool {
+        self.locks.iter().any(|l| l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR))
+    }
+
+    /// Drops the blocks overlapping `e`; the bytes freed.
+    fn drop_blocks(&mut self, e: &LockExtent) -> usize {
+        let doomed: Vec<u64> = self
+            .blocks
+            .range(..=e.end)
+            .filter(|(off, b)| {
+                LockExtent::of_range(**off, b.data.len() as u64).is_some_and(|x| x.overlaps(e))
+            })
+            .map(|(off, _)| *off)
+            .collect();
+        doomed.iter().filter_map(|o| self.blocks.remove(o)).map(|b| b.data.len()).sum()
+    }
+}
+
+/// Lock counters of one client, as `ldlm.namespaces.*` and metrics show them.
+#[derive(Default, Debug)]
+pub struct LockStats {
+    pub granted: AtomicU64,
+    /// Locks this client gave back, on its own or when called back.
+    pub cancelled: AtomicU64,
+    /// Blocking callbacks the OSTs sent this client.
+    pub callbacks: AtomicU64,
+}
+
+/// Everything this client holds of the objects: locks and cached blocks.
+pub(crate) struct LockCache {
+    objects: Mutex<Objects>,
+    /// The most bytes of cached blocks (`max_read_ahead_mb`).
+    pub(crate) max_bytes: AtomicUsize,
+    pub(crate) stats: LockStats,
+}
+
+#[derive(Default)]
+struct Objects {
+    map: HashMap<Fid, Object>,
+    /// Blocks in the order they were cached: the oldest go first.
+    order: VecDeque<(Fid, u64, u64)>,
+    bytes: usize,
+    next_id: u64,
+}
+
+impl Objects {
+    /// Drops the oldest blocks until the cache fits in `max`.
+    fn shrink(&mut self, max: usize) {
+        while self.bytes > max {
+            let Some((fid, off, id)) = self.order.pop_front() else { break };
+            if let Some(o) = self.map.get_mut(&fid)
+                && o.blocks.get(&off).is_some_and(|b| b.id == id)
+            {
+                let b = o.blocks.remove(&off).expect("just seen");
+                self.bytes -= b.data.len();
+            }
+        }
+        // Entries of blocks already dropped otherwise pile up.
+        if self.order.len() > 64
+            && self.order.len() > 4 * self.map.values().map(|o| o.blocks.len()).sum::<usize>()
+        {
+            let map = &self.map;
+            self.order.retain(|(fid, off, id)| {
+                map.get(fid).and_then(|o| o.blocks.get(off)).is_some_and(|b| b.id == *id)
+            });
+        }
+    }
+}
+
+impl LockCache {
+    pub fn new(max_bytes: usize) -> LockCache {
+        LockCache {
+            objects: Mutex::default(),
+            max_bytes: AtomicUsize::new(max_bytes),
+            stats: LockStats::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects.lock().expect("lock cache")
+    }
+
+    /// The object's epoch: it moves whenever a lock of it goes or
+    /// this client changes its data.
+    pub fn epoch(&self, fid: Fid) -> u64 {
+        self.lock().map.get(&fid).map_or(0, |o| o.epoch)
+    }
+
+    /// Locks this client holds.
+    pub fn lock_count(&self) -> usize {
+        self.lock().map.values().map(|o| o.locks.len()).sum()
+    }
+
+    /// Locks held on the objects of OST `ost`.
+    pub fn lock_count_on(&self, ost: u32) -> usize {
+        self.lock().map.values().filter(|o| o.ost == ost).map(|o| o.locks.len()).sum()
+    }
+
+    /// Bytes of file data cached now.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Whether a held lock covers `e` of `fid` in `mode`.
+    pub fn covered(&self, fid: Fid, e: &LockExtent, mode: LockMode) -> bool {
+        self.lock().map.get(&fid).is_some_and(|o| o.covered_for(e, mode))
+    }
+
+    fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
+        let mut objs = self.lock();
+        let o = objs.map.entry(fid).or_default();
+        o.ost = ost;
+        if let Some(i) = o.early.iter().position(|h| *h == held.handle) {
+            o.early.remove(i);
+            return false;
+        }
+        o.locks.push(held);
+        true
+    }
+
+    /// Caches `data` as the block at `off` of `fid`, if the object's
+    /// epoch is still `epoch` and a lock covers the block.
+    pub fn insert(&self, fid: Fid, epoch: u64, off: u64, data: Vec<u8>) -> bool {
+        let Some(e) = LockExtent::of_range(off, data.len() as u64) else { return false };
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        let mut objs = self.lock();
+        let objs = &mut *objs;
+        let id = objs.next_id;
+        let Some(o) = objs.map.get_mut(&fid) else { return false };
+        if o.epoch != epoch || !o.covered(&e) || data.len() > max {
+            return false;
+        }
+        let len = data.len();
+        let freed = o.drop_blocks(&e);
+        o.blocks.insert(off, Block { data: Arc::new(data), id });
+        objs.next_id += 1;
+        objs.bytes = objs.bytes - freed + len;
+        objs.order.push_back((fid, off, id));
+        objs.shrink(max);
+        true
+    }
+
+    /// The cached blocks that hold all of `[off, off + len)` of `fid` (each
+    /// with its object offset), or None when any byte is missing.
+    pub fn lookup(&self, fid: Fid, off: u64, len: u64) -> Option<Vec<(u64, Arc<Vec<u8>>)>> {
+        let objs = self.lock();
+        let o = objs.map.get(&fid)?;
+        let mut out = Vec::new();
+        let mut at = off;
+        let end = off + len;
+        while at < end {
+            let (boff, b) = o.blocks.range(..=at).next_back()?;
+            let bend = boff + b.data.len() as u64;
+            if bend <= at {
+                return None;
+            }
+            out.push((*boff, b.data.clone()));
+            at = bend;
+        }
+        Some(out)
+    }
+
+    /// This client is about to change (or has changed) `e` of `fid`: what
+    /// it cached there goes, and reads of it already on their way are not
+    /// cached.
+    pub fn invalidate(&self, fid: Fid, e: &LockExtent) {
+        let mut objs = self.lock();
+        if let Some(o) = objs.map.get_mut(&fid) {
+            o.epoch += 1;
+            let freed = o.drop_blocks(e);
+            objs.bytes -= freed;
+        }
+    }
+
+    /// A blocking callback: the lock and what it covered go.
+    fn called_back(&self, fid: Fid, handle: LockHandle, extent: LockExtent) {
+        self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
+        let mut objs = self.lock();
+        let o = objs.map.entry(fid).or_default();
+        o.epoch += 1;
+        let freed = match o.locks.iter().position(|l| l.handle == handle) {
+            Some(i) => {
+                let l = o.locks.swap_remove(i);
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                o.drop_blocks(&l.extent)
+            }
+            None => {
+                // The grant is still on its way: it must not be used.
+                if o.early.len() == EARLY_REVOKES {
+                    o.early.pop_front();
+                }
+                o.early.push_back(handle);
+                o.drop_blocks(&extent)
+            }
+        };
+        objs.bytes -= freed;
+    }
+
+    /// Forgets every lock and cached block; the locks held, to cancel.
+    fn take_all(&self) -> Vec<(u32, Fid, LockHandle)> {
+        let mut objs = self.lock();
+        let mut out = Vec::new();
+        for (fid, o) in objs.map.iter_mut() {
+            o.epoch += 1;
+            out.extend(o.locks.drain(..).map(|l| (o.ost, *fid, l.handle)));
+            o.blocks.clear();
+        }
+        objs.bytes = 0;
+        objs.order.clear();
+        out
+    }
+}
+
+/// Serves the OSTs' blocking callbacks on this client's endpoint.
+pub(crate) struct CallbackService {
+    pub cache: Arc<LockCache>,
+}
+
+impl Service for CallbackService {
+    fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        Box::pin(async move {
+            let cb: LdlmCallback = decode("lock callback", req.body()).map_err(|e| {
+                tracing::warn!(peer = %req.from, error = %e, "bad lock callback");
+                Errno::EPROTO
+            })?;
+            match cb {
+                LdlmCallback::Blocking { handle, fid, extent, .. } => {
+                    if !extent.is_valid() {
+                        return Err(Errno::EINVAL);
+                    }
+                    // Nothing is dirty: writes go straight to the OSTs.
+                    self.cache.called_back(fid, handle, extent);
+                    tracing::debug!(peer = %req.from, %fid, %extent, "lock called back; its cache dropped");
+                }
+            }
+            Ok(encode(&LdlmCallbackReply::Cancelled))
+        })
+    }
+}
+
+impl Client {
+    /// Makes sure this client holds a lock of at least `mode` covering
+    /// `extent` of `fid` on OST `ost`, enqueuing one if it does not.
+    pub(crate) async fn hold(&self, ost: u32, fid: Fid, mode: LockMode, extent: LockExtent) -> Result<()> {
+        if self.locks.covered(fid, &extent, mode) {
+            return Ok(());
+        }
+        match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
+            OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
+                self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
+                self.locks.install(ost, fid, Held { handle, mode, extent: granted });
+                Ok(())
+            }
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+
+    /// Gives back every lock this client holds and drops its cache (before
+    /// an unmount, or to start cold).
+    pub async fn cancel_locks(&self) -> Result<()> {
+        let mut first_err = None;
+        for (ost, fid, handle) in self.locks.take_all() {
+            self.locks.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.ost(ost, &OstRequest::Cancel { fid, handle }).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Extent locks this client holds (`ldlm.namespaces.*.lock_count`).
+    pub fn lock_count(&self) -> usize {
+        self.locks.lock_count()
+    }
+
+    /// Extent locks held on the objects of OST `ost`.
+    pub fn lock_count_on(&self, ost: u32) -> usize {
+        self.locks.lock_count_on(ost)
+    }
+
+    /// The lock counters of this client.
+    pub fn lock_stats(&self) -> &LockStats {
+        &self.locks.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fid() -> Fid {
+        Fid::new(Fid::ost_seq(0), 7)
+    }
+
+    fn cache_with_lock(extent: LockExtent) -> LockCache {
+        let c = LockCache::new(1 << 20);
+        assert!(c.install(0, fid(), Held { handle: LockHandle(9), mode: LockMode::PR, extent }));
+        c
+    }
+
+    #[test]
+    fn blocks_are_cached_only_under_a_lock_and_an_unchanged_epoch() {
+        let c = cache_with_lock(LockExtent::new(0, 4095).unwrap());
+        let g = c.epoch(fid());
+        assert!(!c.insert(fid(), g, 4096, vec![1; 10]), "outside the lock");
+        assert!(!c.insert(fid(), g + 1, 0, vec![1; 10]), "stale epoch");
+        assert!(c.insert(fid(), g, 0, vec![1; 100]));
+        assert!(c.lookup(fid(), 10, 90).is_some());
+        assert!(c.lookup(fid(), 10, 91).is_none());
+        c.invalidate(fid(), &LockExtent::new(50, 50).unwrap());
+        assert!(c.lookup(fid(), 0, 10).is_none());
+        assert!(!c.insert(fid(), g, 0, vec![1; 100]), "a read from before the change");
+    }
+
+    #[test]
+    fn a_callback_drops_the_lock_and_its_blocks() {
+        let c = cache_with_lock(LockExtent::WHOLE);
+        let g = c.epoch(fid());
+        assert!(c.insert(fid(), g, 0, vec![3; 64]));
+        c.called_back(fid(), LockHandle(9), LockExtent::WHOLE);
+        assert_eq!(c.lock_count(), 0);
+        assert_eq!(c.cached_bytes(), 0);
+        assert!(c.lookup(fid(), 0, 1).is_none());
+    }
+
+    #[test]
+    fn a_grant_called_back_before_it_arrived_is_not_used() {
+        let c = LockCache::new(1 << 20);
+        c.called_back(fid(), LockHandle(5), LockExtent::WHOLE);
+        let held = Held { handle: LockHandle(5), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        assert!(!c.install(0, fid(), held));
+        assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
+    }
+
+    #[test]
+    fn the_oldest_blocks_go_when_the_cache_is_full() {
+        let c = cache_with_lock(LockExtent::WHOLE);
+        c.max_bytes.store(300, Ordering::Relaxed);
+        let g = c.epoch(fid());
+        for i in 0..5u64 {
+            assert!(c.insert(fid(), g, i * 100, vec![i as u8; 100]));
+        }
+        assert_eq!(c.cached_bytes(), 300);
+        assert!(c.lookup(fid(), 0, 100).is_none());
+        assert!(c.lookup(fid(), 200, 300).is_some());
+    }
+}
