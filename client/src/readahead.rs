@@ -26,12 +26,12 @@ pub const MAX_READ_AHEAD_MB: usize = 64 << 10;
 const STREAMS: usize = 8;
 const FILES: usize = 1024;
 
-/// `llite.*.read_ahead_stats`.
+/// `llite.*.read_ahead_stats`, counted in 4 KiB pages as Lustre counts.
 #[derive(Default, Debug)]
 pub struct ReadAheadStats {
-    /// Reads served from the cache.
+    /// Pages of reads served from the cache.
     pub hits: AtomicU64,
-    /// Reads that went to the OSTs.
+    /// Pages of reads that went to the OSTs.
     pub misses: AtomicU64,
     /// Reads that continued no stream.
     pub not_consecutive: AtomicU64,
@@ -166,6 +166,10 @@ impl ReadAhead {
     }
 }
 
+fn pages(len: u64) -> u64 {
+    len.div_ceil(crate::tunables::PAGE_SIZE as u64)
+}
+
 impl Client {
     /// Serves `[off, off + out.len())` from the cache when it holds every
     /// byte, after starting the readahead the read calls for and waiting
@@ -196,7 +200,7 @@ impl Client {
             match self.locks.lookup(fid, e.obj_off, e.len) {
                 Some(blocks) => pieces.push((e, blocks)),
                 None => {
-                    self.ra.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    self.ra.stats.misses.fetch_add(pages(len), Ordering::Relaxed);
                     self.ra.missed(r0.objects[0].fid, off, len);
                     return None;
                 }
@@ -214,7 +218,7 @@ impl Client {
                 dst += n;
             }
         }
-        self.ra.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.ra.stats.hits.fetch_add(pages(len), Ordering::Relaxed);
         Some(out.len())
     }
 
