@@ -92,8 +92,12 @@ pub(crate) struct LockCache {
 #[derive(Default)]
 struct Objects {
     map: HashMap<Fid, Object>,
-    /// Blocks in the order they were cached: the oldest go first.
+    /// Blocks in the order they were cached: the oldest go first...
     order: VecDeque<(Fid, u64, u64)>,
+    /// ...after the blocks a reader has already read to their end, which
+    /// a streaming reader will not want again (and the window ahead of it
+    /// must not be pushed out for them).
+    used: VecDeque<(Fid, u64, u64)>,
     bytes: usize,
     next_id: u64,
 }
@@ -102,7 +106,9 @@ impl Objects {
     /// Drops the oldest blocks until the cache fits in `max`.
     fn shrink(&mut self, max: usize) {
         while self.bytes > max {
-            let Some((fid, off, id)) = self.order.pop_front() else { break };
+            let Some((fid, off, id)) = self.used.pop_front().or_else(|| self.order.pop_front()) else {
+                break;
+            };
             if let Some(o) = self.map.get_mut(&fid)
                 && o.blocks.get(&off).is_some_and(|b| b.id == id)
             {
@@ -111,13 +117,16 @@ impl Objects {
             }
         }
         // Entries of blocks already dropped otherwise pile up.
-        if self.order.len() > 64
-            && self.order.len() > 4 * self.map.values().map(|o| o.blocks.len()).sum::<usize>()
-        {
-            let map = &self.map;
-            self.order.retain(|(fid, off, id)| {
-                map.get(fid).and_then(|o| o.blocks.get(off)).is_some_and(|b| b.id == *id)
-            });
+        let blocks = self.map.values().map(|o| o.blocks.len()).sum::<usize>();
+        let map = &self.map;
+        let live = |(fid, off, id): &(Fid, u64, u64)| {
+            map.get(fid).and_then(|o| o.blocks.get(off)).is_some_and(|b| b.id == *id)
+        };
+        if self.order.len() > 64 && self.order.len() > 4 * blocks {
+            self.order.retain(live);
+        }
+        if self.used.len() > 64 && self.used.len() > 4 * blocks {
+            self.used.retain(live);
         }
     }
 }
@@ -215,6 +224,19 @@ impl LockCache {
         Some(out)
     }
 
+    /// A reader read the blocks at `offs` of `fid` to their end: they are
+    /// the first to go when room is needed.
+    pub fn consumed(&self, fid: Fid, offs: &[u64]) {
+        let mut objs = self.lock();
+        let objs = &mut *objs;
+        let Some(o) = objs.map.get(&fid) else { return };
+        for off in offs {
+            if let Some(b) = o.blocks.get(off) {
+                objs.used.push_back((fid, *off, b.id));
+            }
+        }
+    }
+
     /// This client is about to change (or has changed) `e` of `fid`: what
     /// it cached there goes, and reads of it already on their way are not
     /// cached.
@@ -262,6 +284,7 @@ impl LockCache {
         }
         objs.bytes = 0;
         objs.order.clear();
+        objs.used.clear();
         out
     }
 }
@@ -398,5 +421,10 @@ mod tests {
         assert_eq!(c.cached_bytes(), 300);
         assert!(c.lookup(fid(), 0, 100).is_none());
         assert!(c.lookup(fid(), 200, 300).is_some());
+        // What a reader is done with goes before what it has yet to read.
+        c.consumed(fid(), &[300]);
+        assert!(c.insert(fid(), g, 500, vec![5; 100]));
+        assert!(c.lookup(fid(), 300, 100).is_none());
+        assert!(c.lookup(fid(), 200, 100).is_some() && c.lookup(fid(), 400, 200).is_some());
     }
 }

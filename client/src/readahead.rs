@@ -210,13 +210,18 @@ impl Client {
             let mut at = e.obj_off;
             let mut dst = (e.file_off - off) as usize;
             let end = e.obj_off + e.len;
+            let mut done = Vec::new();
             for (boff, data) in blocks {
                 let from = (at - boff) as usize;
                 let n = ((end - at) as usize).min(data.len() - from);
                 out[dst..dst + n].copy_from_slice(&data[from..from + n]);
                 at += n as u64;
                 dst += n;
+                if from + n == data.len() {
+                    done.push(boff);
+                }
             }
+            self.locks.consumed(r0.objects[e.stripe].fid, &done);
         }
         self.ra.stats.hits.fetch_add(pages(len), Ordering::Relaxed);
         Some(out.len())
