@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex};
 /// so such a grant is not used (the OST already counts it cancelled).
 const EARLY_REVOKES: usize = 16;
 
+/// Locks a client keeps before it gives back those of objects it caches
+/// nothing of, least recently used first (Lustre's lock LRU).
+pub(crate) const LOCK_LRU: usize = 4096;
+
 #[derive(Clone, Copy, Debug)]
 struct Held {
     handle: LockHandle,
@@ -44,6 +48,8 @@ struct Object {
     epoch: u64,
     early: VecDeque<LockHandle>,
     blocks: BTreeMap<u64, Block>,
+    /// When a lock of it was last granted or its cache last read.
+    used: u64,
 }
 
 impl Object {
@@ -100,9 +106,33 @@ struct Objects {
     used: VecDeque<(Fid, u64, u64)>,
     bytes: usize,
     next_id: u64,
+    /// Epochs come from one counter, so an object forgotten and seen again
+    /// never repeats an epoch a read may have noted.
+    next_epoch: u64,
+    /// Locks held, over every object.
+    held: usize,
+    clock: u64,
 }
 
 impl Objects {
+    fn bump(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// The object's record, made with a fresh epoch if there is none.
+    fn object(&mut self, fid: Fid) -> &mut Object {
+        if !self.map.contains_key(&fid) {
+            let epoch = self.bump();
+            self.map.insert(fid, Object { epoch, ..Default::default() });
+        }
+        self.map.get_mut(&fid).expect("just made")
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
     /// Drops the oldest blocks until the cache fits in `max`.
     fn shrink(&mut self, max: usize) {
         while self.bytes > max {
@@ -147,7 +177,7 @@ impl LockCache {
     /// The object's epoch: it moves whenever a lock of it goes or
     /// this client changes its data.
     pub fn epoch(&self, fid: Fid) -> u64 {
-        self.lock().map.get(&fid).map_or(0, |o| o.epoch)
+        self.lock().object(fid).epoch
     }
 
     /// Locks this client holds.
@@ -172,14 +202,49 @@ impl LockCache {
 
     fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
         let mut objs = self.lock();
-        let o = objs.map.entry(fid).or_default();
+        let now = objs.tick();
+        let o = objs.object(fid);
         o.ost = ost;
+        o.used = now;
         if let Some(i) = o.early.iter().position(|h| *h == held.handle) {
             o.early.remove(i);
             return false;
         }
         o.locks.push(held);
+        objs.held += 1;
         true
+    }
+
+    /// Past `max` locks, takes the locks of the objects least recently
+    /// used that have nothing cached, down to three quarters of `max`, and
+    /// forgets objects with nothing left; the locks taken, to cancel.
+    fn lru_victims(&self, max: usize) -> Vec<(u32, Fid, LockHandle)> {
+        let mut objs = self.lock();
+        let mut out = Vec::new();
+        if objs.held > max {
+            let mut idle: Vec<(u64, Fid)> = objs
+                .map
+                .iter()
+                .filter(|(_, o)| !o.locks.is_empty() && o.blocks.is_empty())
+                .map(|(fid, o)| (o.used, *fid))
+                .collect();
+            idle.sort_unstable();
+            for (_, fid) in idle {
+                if objs.held <= max * 3 / 4 {
+                    break;
+                }
+                let epoch = objs.bump();
+                let o = objs.map.get_mut(&fid).expect("listed");
+                o.epoch = epoch;
+                let taken: Vec<_> = o.locks.drain(..).map(|l| (o.ost, fid, l.handle)).collect();
+                objs.held -= taken.len();
+                out.extend(taken);
+            }
+        }
+        if objs.map.len() > 2 * max {
+            objs.map.retain(|_, o| !o.locks.is_empty() || !o.blocks.is_empty() || !o.early.is_empty());
+        }
+        out
     }
 
     /// Caches `data` as the block at `off` of `fid`, if the object's
@@ -229,7 +294,9 @@ impl LockCache {
     pub fn consumed(&self, fid: Fid, offs: &[u64]) {
         let mut objs = self.lock();
         let objs = &mut *objs;
-        let Some(o) = objs.map.get(&fid) else { return };
+        let now = objs.tick();
+        let Some(o) = objs.map.get_mut(&fid) else { return };
+        o.used = now;
         for off in offs {
             if let Some(b) = o.blocks.get(off) {
                 objs.used.push_back((fid, *off, b.id));
@@ -243,9 +310,10 @@ impl LockCache {
     pub fn invalidate(&self, fid: Fid, e: &LockExtent) {
         let mut objs = self.lock();
         if let Some(o) = objs.map.get_mut(&fid) {
-            o.epoch += 1;
             let freed = o.drop_blocks(e);
             objs.bytes -= freed;
+            let epoch = objs.bump();
+            objs.map.get_mut(&fid).expect("present").epoch = epoch;
         }
     }
 
@@ -253,13 +321,14 @@ impl LockCache {
     fn called_back(&self, fid: Fid, handle: LockHandle, extent: LockExtent) {
         self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
         let mut objs = self.lock();
-        let o = objs.map.entry(fid).or_default();
-        o.epoch += 1;
-        let freed = match o.locks.iter().position(|l| l.handle == handle) {
+        let epoch = objs.bump();
+        let o = objs.object(fid);
+        o.epoch = epoch;
+        let (freed, released) = match o.locks.iter().position(|l| l.handle == handle) {
             Some(i) => {
                 let l = o.locks.swap_remove(i);
                 self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                o.drop_blocks(&l.extent)
+                (o.drop_blocks(&l.extent), 1)
             }
             None => {
                 // The grant is still on its way: it must not be used.
@@ -267,21 +336,26 @@ impl LockCache {
                     o.early.pop_front();
                 }
                 o.early.push_back(handle);
-                o.drop_blocks(&extent)
+                (o.drop_blocks(&extent), 0)
             }
         };
         objs.bytes -= freed;
+        objs.held -= released;
     }
 
     /// Forgets every lock and cached block; the locks held, to cancel.
     fn take_all(&self) -> Vec<(u32, Fid, LockHandle)> {
         let mut objs = self.lock();
         let mut out = Vec::new();
-        for (fid, o) in objs.map.iter_mut() {
-            o.epoch += 1;
-            out.extend(o.locks.drain(..).map(|l| (o.ost, *fid, l.handle)));
+        let fids: Vec<Fid> = objs.map.keys().copied().collect();
+        for fid in fids {
+            let epoch = objs.bump();
+            let o = objs.map.get_mut(&fid).expect("listed");
+            o.epoch = epoch;
+            out.extend(o.locks.drain(..).map(|l| (o.ost, fid, l.handle)));
             o.blocks.clear();
         }
+        objs.held = 0;
         objs.bytes = 0;
         objs.order.clear();
         objs.used.clear();
@@ -327,6 +401,19 @@ impl Client {
             OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 self.locks.install(ost, fid, Held { handle, mode, extent: granted });
+                let idle = self.locks.lru_victims(LOCK_LRU);
+                if !idle.is_empty() {
+                    let osts = self.clone_handle();
+                    let stats = self.locks.clone();
+                    tokio::spawn(async move {
+                        for (ost, fid, handle) in idle {
+                            stats.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = osts.ost(ost, &OstRequest::Cancel { fid, handle }).await {
+                                tracing::debug!(%fid, error = %e, "cancelling an idle lock failed");
+                            }
+                        }
+                    });
+                }
                 Ok(())
             }
             _ => Err(ClientError::UnexpectedReply { service: "OST" }),
@@ -399,6 +486,31 @@ mod tests {
         assert_eq!(c.lock_count(), 0);
         assert_eq!(c.cached_bytes(), 0);
         assert!(c.lookup(fid(), 0, 1).is_none());
+    }
+
+    #[test]
+    fn past_the_lru_the_idle_locks_go_and_the_busy_stay() {
+        let c = LockCache::new(1 << 20);
+        let f = |oid| Fid::new(Fid::ost_seq(0), oid);
+        for oid in 1..=8u32 {
+            let held = Held { handle: LockHandle(oid as u64), mode: LockMode::PR, extent: LockExtent::WHOLE };
+            assert!(c.install(0, f(oid), held));
+        }
+        // Object 1 was granted first but has data cached: it stays.
+        let e = c.epoch(f(1));
+        assert!(c.insert(f(1), e, 0, vec![1; 10]));
+        let before = c.epoch(f(2));
+        assert!(c.lru_victims(8).is_empty());
+        let gone: Vec<u64> = c.lru_victims(4).iter().map(|(_, _, h)| h.0).collect();
+        assert_eq!(gone, vec![2, 3, 4, 5, 6]);
+        assert_eq!(c.lock_count(), 3);
+        assert!(c.lookup(f(1), 0, 10).is_some());
+        // A read that noted an object's epoch before its lock went caches
+        // nothing, even under a lock granted since.
+        let again = Held { handle: LockHandle(20), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        assert!(c.install(0, f(2), again));
+        assert!(!c.insert(f(2), before, 0, vec![1; 10]));
+        assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
     }
 
     #[test]
