@@ -475,3 +475,73 @@ impl Namespace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(pid: u32) -> ProcessId {
+        ProcessId { nid: "10.0.0.1@tcp".parse().unwrap(), pid }
+    }
+
+    fn ns() -> Arc<Namespace> {
+        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default())
+    }
+
+    fn fid() -> Fid {
+        Fid::new(Fid::ost_seq(0), 9)
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_object_are_all_granted_the_whole_object() {
+        let ns = ns();
+        for pid in 1..=3 {
+            let (_, e) = ns
+                .enqueue(client(pid), fid(), LockMode::PR, LockExtent::of_range(0, 4096).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(e, LockExtent::WHOLE);
+        }
+        assert_eq!(ns.lock_count(), 3);
+        assert_eq!(ns.stats().callbacks.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_grant_waits_for_io_over_its_range_and_grows_around_other_io() {
+        let ns = ns();
+        let io = ns.lock_io(client(1), fid(), LockExtent::new(100, 199).unwrap()).await.unwrap();
+        // Clear of the I/O: granted at once, grown up to it.
+        let (_, e) =
+            ns.enqueue(client(2), fid(), LockMode::PR, LockExtent::new(0, 9).unwrap()).await.unwrap();
+        assert_eq!(e, LockExtent::new(0, 99).unwrap());
+        // Over it: waits until the I/O is done.
+        let ns2 = ns.clone();
+        let over = tokio::spawn(async move {
+            ns2.enqueue(client(3), fid(), LockMode::PR, LockExtent::new(150, 150).unwrap()).await
+        });
+        tokio::task::yield_now().await;
+        assert!(!over.is_finished());
+        drop(io);
+        let (_, e) = over.await.unwrap().unwrap();
+        assert_eq!(e, LockExtent::WHOLE);
+        assert_eq!(ns.lock_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn cancels_and_evictions_take_locks_and_empty_objects_leave_the_table() {
+        let ns = ns();
+        let (h, _) = ns.enqueue(client(1), fid(), LockMode::PR, LockExtent::WHOLE).await.unwrap();
+        assert_eq!(ns.cancel(client(2), fid(), h), Err(Errno::EPERM), "only the holder cancels");
+        ns.cancel(client(1), fid(), h).unwrap();
+        assert_eq!(ns.lock_count(), 0);
+        assert!(ns.existing(&fid()).is_none());
+        ns.enqueue(client(1), fid(), LockMode::PW, LockExtent::WHOLE).await.unwrap();
+        ns.evict(client(1), "test");
+        assert_eq!(ns.lock_count(), 0);
+        assert_eq!(ns.stats().evictions.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            ns.enqueue(client(1), fid(), LockMode::PR, LockExtent { start: 5, end: 4 }).await,
+            Err(Errno::EINVAL)
+        );
+    }
+}
