@@ -87,9 +87,19 @@ pub struct LockStats {
     pub callbacks: AtomicU64,
 }
 
+/// The connection to an OST as it was when this client was first granted
+/// a lock there: an OST that restarts forgets its locks, and the client
+/// sees that as its connection set up again (or gone).
+struct OstConn {
+    peer: fabric::ProcessId,
+    stats: Arc<fabric::tcp::PeerStats>,
+    connects: u64,
+}
+
 /// Everything this client holds of the objects: locks and cached blocks.
 pub(crate) struct LockCache {
     objects: Mutex<Objects>,
+    conns: Mutex<HashMap<u32, OstConn>>,
     /// The most bytes of cached blocks (`max_read_ahead_mb`).
     pub(crate) max_bytes: AtomicUsize,
     pub(crate) stats: LockStats,
@@ -165,6 +175,7 @@ impl LockCache {
     pub fn new(max_bytes: usize) -> LockCache {
         LockCache {
             objects: Mutex::default(),
+            conns: Mutex::default(),
             max_bytes: AtomicUsize::new(max_bytes),
             stats: LockStats::default(),
         }
@@ -289,6 +300,22 @@ impl LockCache {
         Some(out)
     }
 
+    /// Forgets every lock and cached block on the objects of OST `ost`.
+    fn drop_ost(&self, ost: u32) {
+        let mut objs = self.lock();
+        let fids: Vec<Fid> = objs.map.iter().filter(|(_, o)| o.ost == ost).map(|(f, _)| *f).collect();
+        for fid in fids {
+            let epoch = objs.bump();
+            let o = objs.map.get_mut(&fid).expect("listed");
+            o.epoch = epoch;
+            let released = o.locks.len();
+            o.locks.clear();
+            let freed: usize = std::mem::take(&mut o.blocks).values().map(|b| b.data.len()).sum();
+            objs.held -= released;
+            objs.bytes -= freed;
+        }
+    }
+
     /// A reader read the blocks at `offs` of `fid` to their end: they are
     /// the first to go when room is needed.
     pub fn consumed(&self, fid: Fid, offs: &[u64]) {
@@ -401,6 +428,7 @@ impl Client {
             OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 self.locks.install(ost, fid, Held { handle, mode, extent: granted });
+                self.note_connection(ost);
                 let idle = self.locks.lru_victims(LOCK_LRU);
                 if !idle.is_empty() {
                     let osts = self.clone_handle();
@@ -418,6 +446,38 @@ impl Client {
             }
             _ => Err(ClientError::UnexpectedReply { service: "OST" }),
         }
+    }
+
+    /// Notes the connection to `ost` the first lock there came over (tcp
+    /// peers only: the o2ib LND keeps no per-peer connection count).
+    fn note_connection(&self, ost: u32) {
+        let mut conns = self.locks.conns.lock().expect("conns lock");
+        if conns.contains_key(&ost) {
+            return;
+        }
+        let Some(peer) = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer) else { return };
+        if let Some((_, stats)) = self.ep.tcp().peer_stats().into_iter().find(|(p, _)| *p == peer) {
+            let connects = stats.connects.load(Ordering::Relaxed);
+            conns.insert(ost, OstConn { peer, stats, connects });
+        }
+    }
+
+    /// Whether the locks held on `ost` can still be trusted: the connection
+    /// they were granted over is still up. If it went down or was set up
+    /// again, the OST may have restarted and forgotten them, so they and
+    /// their cache are dropped here.
+    pub(crate) fn locks_intact(&self, ost: u32) -> bool {
+        let mut conns = self.locks.conns.lock().expect("conns lock");
+        let Some(c) = conns.get(&ost) else { return true };
+        let live = self.ep.tcp().peer_credits(c.peer).is_some();
+        if live && c.stats.connects.load(Ordering::Relaxed) == c.connects {
+            return true;
+        }
+        conns.remove(&ost);
+        drop(conns);
+        tracing::info!(ost, "the connection to the OST was lost since its locks were granted: dropping them");
+        self.locks.drop_ost(ost);
+        false
     }
 
     /// Gives back every lock this client holds and drops its cache (before

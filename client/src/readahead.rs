@@ -195,8 +195,17 @@ impl Client {
             let _ = w.wait_for(|d| *d).await;
         }
         let mut pieces = Vec::new();
+        let mut checked: Vec<u32> = Vec::new();
         for e in r0.extents(off, len) {
-            let fid = r0.objects[e.stripe].fid;
+            let obj = r0.objects[e.stripe];
+            if !checked.contains(&obj.ost_idx) {
+                checked.push(obj.ost_idx);
+                if !self.locks_intact(obj.ost_idx) {
+                    self.ra.stats.misses.fetch_add(pages(len), Ordering::Relaxed);
+                    return None;
+                }
+            }
+            let fid = obj.fid;
             match self.locks.lookup(fid, e.obj_off, e.len) {
                 Some(blocks) => pieces.push((e, blocks)),
                 None => {

@@ -24,6 +24,12 @@ fn fill(len: u64, byte: u8) -> Vec<u8> {
     (0..len).map(|i| byte ^ (i % 251) as u8).collect()
 }
 
+/// The objects of a file: two, or one when the file system was so new
+/// that the MDS knew only one OST yet.
+fn objects(layout: &Layout) -> usize {
+    layout.raid0().unwrap().objects.len()
+}
+
 /// A file of `len` bytes of `fill(len, 1)`, striped over two OSTs.
 async fn file(c: &Arc<Client>, name: &str, len: u64) -> Layout {
     let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
@@ -68,7 +74,7 @@ async fn a_write_from_another_client_reaches_a_reader_with_a_cache() {
     assert!(ra.windows.load(Ordering::Relaxed) >= 2, "{ra:?}");
     assert!(ra.hits.load(Ordering::Relaxed) >= 4 * PAGES_PER_MIB, "{ra:?}");
     assert!(a.cached_bytes() as u64 > 8 * MIB, "cached ahead: {}", a.cached_bytes());
-    assert!(a.lock_count() >= 2 && ost_locks(&fs) >= 2);
+    assert!(a.lock_count() >= objects(&layout) && ost_locks(&fs) >= objects(&layout));
 
     // B overwrites a range A cached (A's next window) and a range beyond.
     let new = fill(2 * MIB, 9);
@@ -121,7 +127,7 @@ async fn readers_share_their_locks_and_a_writers_own_cache_follows_its_writes() 
     // PR locks of two clients share the objects: nobody was called back.
     assert_eq!(a.lock_stats().callbacks.load(Ordering::Relaxed), 0);
     assert_eq!(b.lock_stats().callbacks.load(Ordering::Relaxed), 0);
-    assert!(ost_locks(&fs) >= 4);
+    assert!(ost_locks(&fs) >= 2 * objects(&layout));
 
     // A writes into what it cached itself: its own lock stays, its cache follows.
     let new = fill(MIB, 5);
@@ -214,7 +220,7 @@ async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
     let len = 16 * MIB;
     let layout = file(&a, "gone", len).await;
     read_along(&a, &layout, 0, 4 * MIB, &fill(len, 1)).await;
-    assert!(ost_locks(&fs) >= 2);
+    assert!(ost_locks(&fs) >= objects(&layout));
 
     // A's process is gone as far as the OSTs can tell: nothing answers.
     a.endpoint().shutdown();
@@ -225,4 +231,33 @@ async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
     let mut buf = vec![0u8; 4 * MIB as usize];
     b.pread(&layout, 2 * MIB, &mut buf).await.unwrap();
     assert!(buf == new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_connection_to_an_ost_drops_the_locks_and_cache_of_its_objects() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let len = 16 * MIB;
+    let layout = file(&a, "flap", len).await;
+    let whole = fill(len, 1);
+    read_along(&a, &layout, 0, 6 * MIB, &whole).await;
+    assert!(a.cached_bytes() > 0 && a.lock_count() >= objects(&layout));
+
+    // As when an OST restarts: the connection goes, and with it what the
+    // OST may have forgotten.
+    for o in &fs.osses {
+        a.endpoint().tcp().disconnect(o.endpoint.id());
+    }
+    let hits = a.read_ahead_stats().hits.load(Ordering::Relaxed);
+    let mut buf = vec![0u8; MIB as usize];
+    assert_eq!(a.pread(&layout, 6 * MIB, &mut buf).await.unwrap(), MIB as usize);
+    assert!(buf[..] == whole[6 * MIB as usize..7 * MIB as usize]);
+    assert_eq!(
+        a.read_ahead_stats().hits.load(Ordering::Relaxed),
+        hits,
+        "served from the OSTs, not the cache"
+    );
+    // The reconnected stream reads ahead again under new locks.
+    read_along(&a, &layout, 7 * MIB, 12 * MIB, &whole).await;
+    assert!(a.read_ahead_stats().hits.load(Ordering::Relaxed) > hits);
 }
