@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_READ_AHEAD_PER_FILE_MB: usize = 64;
 pub const MAX_READ_AHEAD_MB: usize = 64 << 10;
 /// Streams followed per file, and files followed per client.
 const STREAMS: usize = 8;
+/// What a window's progress reads once it is fetched.
+const FETCHED: u64 = u64::MAX;
 const FILES: usize = 1024;
 
 /// `llite.*.read_ahead_stats`, counted in 4 KiB pages as Lustre counts.
@@ -53,7 +55,8 @@ struct Stream {
 struct Fetching {
     start: u64,
     end: u64,
-    done: watch::Receiver<bool>,
+    /// Blocks landed so far, [`FETCHED`] once the window is done.
+    done: watch::Receiver<u64>,
 }
 
 #[derive(Default)]
@@ -66,8 +69,8 @@ struct FileRa {
 /// What one read should do about readahead.
 #[derive(Default)]
 struct Plan {
-    fetch: Option<(u64, u64, watch::Sender<bool>)>,
-    wait: Vec<watch::Receiver<bool>>,
+    fetch: Option<(u64, u64, watch::Sender<u64>)>,
+    wait: Vec<watch::Receiver<u64>>,
 }
 
 pub(crate) struct ReadAhead {
@@ -100,7 +103,7 @@ impl ReadAhead {
         }
         let file = files.entry(key).or_default();
         file.used = now;
-        file.fetching.retain(|f| !*f.done.borrow() && f.done.has_changed().is_ok());
+        file.fetching.retain(|f| *f.done.borrow() != FETCHED && f.done.has_changed().is_ok());
         let mut plan = Plan::default();
         // Reads of one stream arrive out of order when several are in
         // flight at once (the FUSE mount's async reads): once a stream has
@@ -123,7 +126,7 @@ impl ReadAhead {
                         let (start, end) = (s.ra_end, s.next + s.window);
                         s.ra_end = end;
                         s.window = (s.window * 2).min(max);
-                        let (tx, rx) = watch::channel(false);
+                        let (tx, rx) = watch::channel(0);
                         file.fetching.push(Fetching { start, end, done: rx });
                         plan.fetch = Some((start, end, tx));
                     }
@@ -191,8 +194,9 @@ impl Client {
             // A task of its own: a reader that gives up does not stop it.
             tokio::spawn(self.clone().read_ahead(layout.clone(), start, end, done));
         }
+        // Until the blocks this read wants have landed, not the whole window.
         for mut w in plan.wait {
-            let _ = w.wait_for(|d| *d).await;
+            let _ = w.wait_for(|n| *n == FETCHED || self.all_cached(r0, off, len)).await;
         }
         let mut pieces = Vec::new();
         let mut checked: Vec<u32> = Vec::new();
@@ -238,7 +242,13 @@ impl Client {
 
     /// Reads `[start, end)` of the file into the cache: a PR lock on each
     /// object's part, then every block not cached yet, all in parallel.
-    async fn read_ahead(self: Arc<Self>, layout: Layout, start: u64, end: u64, done: watch::Sender<bool>) {
+    /// Whether the cache holds every byte of `[off, off + len)`.
+    fn all_cached(&self, r0: &proto::Raid0, off: u64, len: u64) -> bool {
+        r0.extents(off, len).all(|e| self.locks.lookup(r0.objects[e.stripe].fid, e.obj_off, e.len).is_some())
+    }
+
+    async fn read_ahead(self: Arc<Self>, layout: Layout, start: u64, end: u64, done: watch::Sender<u64>) {
+        let done = Arc::new(done);
         let Some(r0) = layout.raid0() else { return };
         let mut spans: HashMap<usize, (u64, u64)> = HashMap::new();
         for e in r0.extents(start, end - start) {
@@ -264,12 +274,15 @@ impl Client {
                 if self.locks.lookup(obj.fid, b, block).is_some() {
                     continue;
                 }
-                let me = self.clone();
-                reads.spawn(async move { me.read_block(obj.ost_idx, obj.fid, epoch, b, block).await });
+                let (me, progress) = (self.clone(), done.clone());
+                reads.spawn(async move {
+                    me.read_block(obj.ost_idx, obj.fid, epoch, b, block).await;
+                    progress.send_modify(|n| *n += 1);
+                });
             }
         }
         while reads.join_next().await.is_some() {}
-        let _ = done.send(true);
+        done.send_replace(FETCHED);
     }
 
     async fn read_block(&self, ost: u32, fid: Fid, epoch: u64, off: u64, len: u64) {
