@@ -40,6 +40,11 @@ pub struct Client {
     pub(crate) integrity: crate::integrity::Integrity,
     /// Keeps this client's appends to one file apart.
     pub(crate) appends: crate::file::AppendLocks,
+    /// Extent locks held and the file data cached under them.
+    pub(crate) locks: Arc<crate::locks::LockCache>,
+    pub(crate) ra: crate::readahead::ReadAhead,
+    /// The size of a cached block (object offsets, aligned).
+    pub(crate) ra_block: u64,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -113,6 +118,14 @@ impl Client {
         let pool = BufferPool::new(tunables.rpc_size, tunables.io_buffers, None)
             .map_err(|e| ClientError::Errno(Errno::from_io(&e)))?;
         let metrics = ClientMetrics::new(&spec.fsname);
+        let ra_mb = tunables.max_read_ahead_mb.min(crate::readahead::MAX_READ_AHEAD_MB);
+        let locks = Arc::new(crate::locks::LockCache::new(ra_mb << 20));
+        ep.register(
+            proto::ldlm::LDLM_CB_PORTAL,
+            Arc::new(crate::locks::CallbackService { cache: locks.clone() }),
+        );
+        let ra_file = (tunables.max_read_ahead_per_file_mb.min(ra_mb) as u64) << 20;
+        let ra_block = tunables.rpc_size.min(1 << 20) as u64;
         let client = Client {
             ep,
             spec: spec.clone(),
@@ -127,6 +140,9 @@ impl Client {
             metrics,
             integrity: Default::default(),
             appends: Default::default(),
+            locks,
+            ra: crate::readahead::ReadAhead::new(ra_file),
+            ra_block,
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {
@@ -311,6 +327,7 @@ impl Client {
     /// frees the space past it.
     pub async fn truncate_objects(&self, layout: &Layout, size: u64) -> Result<()> {
         let Some(r0) = layout.raid0() else { return Ok(()) };
+        let _changing = self.truncating(layout, size);
         let mut set = tokio::task::JoinSet::new();
         for (stripe, o) in r0.objects.iter().enumerate() {
             let me = self.clone_handle();

@@ -152,6 +152,7 @@ impl Client {
     ) -> Result<usize> {
         check_range(off, data.len() as u64)?;
         let r0 = raid0(layout)?;
+        let _changing = self.changing(layout, off, data.len() as u64);
         let mut tasks = JoinSet::new();
         for chunk in plan(r0, off, data.len() as u64, self.rpc_size() as u64) {
             let mut buf = self.pool.get().await;
@@ -267,6 +268,7 @@ impl Client {
     ) -> Result<usize> {
         check_range(off, buf.len() as u64)?;
         let r0 = raid0(layout)?;
+        let _changing = self.changing(layout, off, buf.len() as u64);
         let mut tasks = JoinSet::new();
         for chunk in plan(r0, off, buf.len() as u64, self.rpc_size() as u64) {
             let mut segs = Vec::with_capacity(chunk.pieces.len());
@@ -302,6 +304,9 @@ impl Client {
     pub async fn pread(self: &Arc<Self>, layout: &Layout, off: u64, out: &mut [u8]) -> Result<usize> {
         check_range(off, out.len() as u64)?;
         let r0 = raid0(layout)?;
+        if let Some(n) = self.read_cached(layout, off, out).await {
+            return Ok(n);
+        }
         let mut tasks = JoinSet::new();
         let mut seen = Seen::new(off);
         for chunk in plan(r0, off, out.len() as u64, self.rpc_size() as u64) {
@@ -446,7 +451,7 @@ impl Client {
         Ok(end.saturating_sub(off) as usize)
     }
 
-    async fn read_chunk(
+    pub(crate) async fn read_chunk(
         &self,
         ost: u32,
         fid: Fid,

@@ -12,8 +12,10 @@ mod gather;
 mod integrity;
 mod io;
 mod join;
+mod locks;
 pub mod metrics;
 mod mount_spec;
+mod readahead;
 mod tunables;
 
 pub use client::{Client, process_cred};
@@ -21,7 +23,9 @@ pub use error::{ClientError, Result};
 pub use file::File;
 pub use fuse::{MountError, MountGuard, MountOptions};
 pub use integrity::Integrity;
+pub use locks::LockStats;
 pub use mount_spec::MountSpec;
+pub use readahead::{DEFAULT_MAX_READ_AHEAD_MB, MAX_READ_AHEAD_MB, ReadAheadStats};
 pub use tunables::{
     ClientTunables, MAX_RPCS_IN_FLIGHT, PAGE_SIZE, RpcStats, TunableError, check_pages_per_rpc,
     check_rpcs_in_flight,

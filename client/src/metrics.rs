@@ -70,6 +70,34 @@ const CLIENT: &[FamilySpec] = &[
         "The limit of RPCs in flight per OST (max_rpcs_in_flight).",
         &["target"],
     ),
+    FamilySpec::gauge(
+        "glint_client_ldlm_locks",
+        "Extent locks this client holds on an OST's objects.",
+        &["target"],
+    ),
+    FamilySpec::counter("glint_client_ldlm_granted_total", "Extent locks granted to this client.", &[]),
+    FamilySpec::counter(
+        "glint_client_ldlm_cancelled_total",
+        "Extent locks this client gave back, called back or on its own.",
+        &[],
+    ),
+    FamilySpec::counter(
+        "glint_client_ldlm_callbacks_total",
+        "Blocking callbacks the OSTs sent this client.",
+        &[],
+    ),
+    FamilySpec::counter(
+        "glint_client_readahead_hits_total",
+        "Pages (4 KiB) of reads served from the read-ahead cache.",
+        &[],
+    ),
+    FamilySpec::counter(
+        "glint_client_readahead_misses_total",
+        "Pages (4 KiB) of reads sent to the OSTs.",
+        &[],
+    ),
+    FamilySpec::counter("glint_client_readahead_bytes_total", "Bytes read ahead into the cache.", &[]),
+    FamilySpec::gauge("glint_client_cached_bytes", "File data cached under extent locks now.", &[]),
 ];
 
 /// Exports one mounted client.
@@ -107,7 +135,17 @@ impl Collector for ClientCollector {
             );
             s.add("glint_client_rpcs_in_flight", &l, link.in_flight.in_flight() as f64);
             s.add("glint_client_max_rpcs_in_flight", &l, link.in_flight.limit() as f64);
+            s.add("glint_client_ldlm_locks", &l, self.client.lock_count_on(link.index) as f64);
         }
+        let (locks, ra) = (self.client.lock_stats(), self.client.read_ahead_stats());
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        s.add("glint_client_ldlm_granted_total", &[], n(&locks.granted));
+        s.add("glint_client_ldlm_cancelled_total", &[], n(&locks.cancelled));
+        s.add("glint_client_ldlm_callbacks_total", &[], n(&locks.callbacks));
+        s.add("glint_client_readahead_hits_total", &[], n(&ra.hits));
+        s.add("glint_client_readahead_misses_total", &[], n(&ra.misses));
+        s.add("glint_client_readahead_bytes_total", &[], n(&ra.bytes));
+        s.add("glint_client_cached_bytes", &[], self.client.cached_bytes() as f64);
         let mut out = s.finish();
         out.extend(self.client.metrics.latency.collect());
         out

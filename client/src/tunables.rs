@@ -35,6 +35,11 @@ pub struct ClientTunables {
     pub retry_limit: std::time::Duration,
     /// The port the file system's servers listen on.
     pub port: u16,
+    /// Read-ahead data the client caches, in MiB (llite's
+    /// `max_read_ahead_mb`; 0 turns readahead off).
+    pub max_read_ahead_mb: usize,
+    /// The widest readahead window of one file, in MiB.
+    pub max_read_ahead_per_file_mb: usize,
 }
 
 impl Default for ClientTunables {
@@ -45,6 +50,8 @@ impl Default for ClientTunables {
             io_buffers: 32,
             retry_limit: std::time::Duration::from_secs(120),
             port: fabric::tcp::cluster_port(),
+            max_read_ahead_mb: crate::readahead::DEFAULT_MAX_READ_AHEAD_MB,
+            max_read_ahead_per_file_mb: crate::readahead::DEFAULT_MAX_READ_AHEAD_PER_FILE_MB,
         }
     }
 }
@@ -65,6 +72,10 @@ pub enum TunableError {
     PagesAbovePool { pages: usize, max: usize },
     #[error("OST index {0} is not connected to this mount")]
     UnknownOst(u32),
+    #[error("max_read_ahead_mb: {0} is more than {max} MiB", max = crate::readahead::MAX_READ_AHEAD_MB)]
+    ReadAhead(usize),
+    #[error("max_read_ahead_per_file_mb: {mb} is more than max_read_ahead_mb ({max})")]
+    ReadAheadPerFile { mb: usize, max: usize },
 }
 
 impl TunableError {

@@ -26,4 +26,6 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<proto::MgsReply>("MgsReply", data);
     round_trip::<proto::FsConfig>("FsConfig", data);
     round_trip::<proto::Layout>("Layout", data);
+    round_trip::<proto::ldlm::LdlmCallback>("LdlmCallback", data);
+    round_trip::<proto::ldlm::LdlmCallbackReply>("LdlmCallbackReply", data);
 });

@@ -15,6 +15,7 @@ mod fd_cache;
 mod io_threads;
 pub mod label;
 mod last_id;
+pub mod ldlm;
 pub mod metrics;
 mod object;
 pub mod paths;

@@ -46,6 +46,27 @@ const OST: &[FamilySpec] = &[
         &["target"],
     ),
     FamilySpec::gauge("glint_ost_io_queue_depth", "Disk jobs waiting for a disk thread, per CPT.", &["cpt"]),
+    FamilySpec::gauge(
+        "glint_ost_ldlm_locks",
+        "Extent locks clients hold on the target's objects.",
+        &["target"],
+    ),
+    FamilySpec::counter("glint_ost_ldlm_granted_total", "Extent locks granted.", &["target"]),
+    FamilySpec::counter(
+        "glint_ost_ldlm_cancelled_total",
+        "Extent locks given back: cancelled by their holder or answered callbacks.",
+        &["target"],
+    ),
+    FamilySpec::counter(
+        "glint_ost_ldlm_callbacks_total",
+        "Blocking callbacks sent to lock holders.",
+        &["target"],
+    ),
+    FamilySpec::counter(
+        "glint_ost_ldlm_evictions_total",
+        "Lock holders evicted for not answering a callback in time.",
+        &["target"],
+    ),
 ];
 
 /// Exports the targets of one OSS.
@@ -79,6 +100,12 @@ impl Collector for OstCollector {
             s.add("glint_ost_writes_total", &l, st.writes.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_checksum_errors_total", &l, st.checksum_errors.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_open_objects", &l, t.store.open_objects() as f64);
+            let ls = t.ldlm.stats();
+            s.add("glint_ost_ldlm_locks", &l, t.ldlm.lock_count() as f64);
+            s.add("glint_ost_ldlm_granted_total", &l, ls.granted.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_cancelled_total", &l, ls.cancelled.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_callbacks_total", &l, ls.callbacks.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_evictions_total", &l, ls.evictions.load(Ordering::Relaxed) as f64);
             match t.store.statfs() {
                 Ok(fs) => {
                     let b = fs.bsize as f64;

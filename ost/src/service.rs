@@ -4,6 +4,7 @@
 //! client's exposed range.
 
 use crate::io_threads::IoThreads;
+use crate::ldlm::{LdlmConfig, Namespace};
 use crate::{ObjTimes, ObjectStore, OstError};
 use fabric::metrics::OpHistograms;
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
@@ -11,8 +12,8 @@ use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use prometheus::HistogramVec;
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
-    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode,
-    portal,
+    LockExtent, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode,
+    encode, portal,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +43,8 @@ pub struct OssConfig {
     pub buffers: usize,
     pub io_threads: usize,
     pub metrics: Option<String>,
+    /// Lock callback timeout and the sweep of gone lock holders.
+    pub ldlm: LdlmConfig,
 }
 
 impl OssConfig {
@@ -56,6 +59,7 @@ impl OssConfig {
             buffers: 16,
             io_threads: 8,
             metrics: None,
+            ldlm: LdlmConfig::default(),
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct Target {
     pub stats: TargetStats,
     /// Time to serve each operation on this target.
     pub latency: OpHistograms,
+    /// The extent locks on this target's objects.
+    pub ldlm: Arc<Namespace>,
 }
 
 pub struct Oss {
@@ -114,7 +120,9 @@ impl Oss {
             let store = ObjectStore::open(&t.dir, &cfg.fsname, t.index)
                 .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
             let ops = OpHistograms::new(latency.clone(), &[&store.label().target_name()]);
-            let target = Target { store: Arc::new(store), stats: TargetStats::default(), latency: ops };
+            let ns = format!("filter-{}_UUID", store.label().target_name());
+            let ldlm = Namespace::new(ns, t.index, cfg.ldlm.clone());
+            let target = Target { store: Arc::new(store), stats: TargetStats::default(), latency: ops, ldlm };
             targets.insert(t.index, Arc::new(target));
         }
         let max_rpc = cfg.max_rpc_bytes;
@@ -126,6 +134,9 @@ impl Oss {
             tracing::warn!(nid = %cfg.nid, reason = why, "the o2ib NI is down: the OSS serves over tcp only");
         }
         endpoint.register(portal::OST, oss.clone());
+        for t in oss.targets.values() {
+            t.ldlm.start(endpoint.clone());
+        }
         let mgs = ProcessId { nid: cfg.mgs, pid: Pid::SERVER };
         for t in &cfg.targets {
             let target = TargetInfo {
@@ -179,7 +190,9 @@ impl Oss {
             Errno::EPROTO
         })?;
         let target = self.targets.get(&call.target).cloned().ok_or(Errno::ENODEV)?;
-        target.stats.ops[(call.op.opcode() as usize).min(21)].fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = target.stats.ops.get(call.op.opcode() as usize) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         let store = target.store.clone();
         let (opcode, name, started) = (call.op.opcode(), call.op.name(), Instant::now());
         let timed = target.clone();
@@ -200,6 +213,7 @@ impl Oss {
                 }
                 OstRequest::Destroy { fid } => {
                     self.disk(move || store.destroy(fid)).await?;
+                    target.ldlm.forget(fid);
                     OstReply::Done
                 }
                 OstRequest::Write { fid, offset, len, segs, crc, sync } => {
@@ -209,10 +223,15 @@ impl Oss {
                     self.read(&req, &target, fid, offset, len, segs).await?
                 }
                 OstRequest::Punch { fid, offset, len } => {
+                    let _io = match LockExtent::of_range(offset, len) {
+                        Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
+                        None => None,
+                    };
                     self.disk(move || store.punch(fid, offset, len)).await?;
                     OstReply::Done
                 }
                 OstRequest::Truncate { fid, size } => {
+                    let _io = target.ldlm.lock_io(req.from, fid, LockExtent::from(size)).await?;
                     self.disk(move || store.truncate(fid, size)).await?;
                     OstReply::Done
                 }
@@ -242,6 +261,14 @@ impl Oss {
                 OstRequest::DestroyOrphans { seq, last_used } => {
                     let (oid, _) = self.disk(move || store.destroy_orphans(seq, last_used)).await?;
                     OstReply::LastId { seq, oid }
+                }
+                OstRequest::Enqueue { fid, mode, extent } => {
+                    let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
+                    OstReply::Granted { handle, extent }
+                }
+                OstRequest::Cancel { fid, handle } => {
+                    target.ldlm.cancel(req.from, fid, handle)?;
+                    OstReply::Done
                 }
             })
         }
@@ -288,6 +315,10 @@ impl Oss {
             return Err(Errno::EBADMSG);
         }
         let store = target.store.clone();
+        let _io = match LockExtent::of_range(offset, len) {
+            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
+            None => None,
+        };
         self.disk(move || store.write(fid, offset, &buf[..len as usize], sync)).await?;
         target.stats.writes.fetch_add(1, Ordering::Relaxed);
         target.stats.write_bytes.fetch_add(len, Ordering::Relaxed);
@@ -304,6 +335,9 @@ impl Oss {
         segs: Vec<fabric::BulkHandle>,
     ) -> Result<OstReply, Errno> {
         self.check_bulk(len, &segs)?;
+        if let Some(e) = LockExtent::of_range(offset, len) {
+            target.ldlm.lock_read(req.from, fid, e).await?;
+        }
         let buf: PoolBuf = self.bufs.get().await;
         let store = target.store.clone();
         let (mut buf, got) = self

@@ -2,6 +2,7 @@
 
 use crate::attr::{StatFs, Timestamp};
 use crate::fid::Fid;
+use crate::ldlm::{LockExtent, LockHandle, LockMode};
 use fabric::BulkHandle;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,18 @@ pub enum OstRequest {
         seq: u64,
         last_used: u32,
     },
+    /// Asks for a lock on `extent` of `fid` (see [`crate::ldlm`]);
+    /// answered `Granted` once no other client holds a conflicting one.
+    Enqueue {
+        fid: Fid,
+        mode: LockMode,
+        extent: LockExtent,
+    },
+    /// Gives a lock back.
+    Cancel {
+        fid: Fid,
+        handle: LockHandle,
+    },
 }
 
 impl OstRequest {
@@ -106,6 +119,8 @@ impl OstRequest {
             OstRequest::Statfs => 13,
             // Lustre sends it as an OST_CREATE with a flag.
             OstRequest::DestroyOrphans { .. } => 5,
+            OstRequest::Enqueue { .. } => crate::ldlm::opcode::ENQUEUE,
+            OstRequest::Cancel { .. } => crate::ldlm::opcode::CANCEL,
         }
     }
 
@@ -124,6 +139,8 @@ impl OstRequest {
             OstRequest::Sync { .. } => "sync",
             OstRequest::Statfs => "statfs",
             OstRequest::DestroyOrphans { .. } => "destroy_orphans",
+            OstRequest::Enqueue { .. } => "ldlm_enqueue",
+            OstRequest::Cancel { .. } => "ldlm_cancel",
         }
     }
 }
@@ -163,4 +180,9 @@ pub enum OstReply {
     },
     Attr(ObjAttr),
     Statfs(StatFs),
+    /// The lock `handle` covers `extent`, which contains the one asked for.
+    Granted {
+        handle: LockHandle,
+        extent: LockExtent,
+    },
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 const MAX_RPCS_IN_FLIGHT: &str = "max_rpcs_in_flight";
 const MAX_PAGES_PER_RPC: &str = "max_pages_per_rpc";
+const MAX_READ_AHEAD_MB: &str = "max_read_ahead_mb";
+const MAX_READ_AHEAD_PER_FILE_MB: &str = "max_read_ahead_per_file_mb";
 
 pub struct MountNode {
     client: Arc<Client>,
@@ -139,6 +141,8 @@ impl Node for MountNode {
                 out.push(Param::ro(p("ost_conn_uuid"), nid));
             }
             out.push(Param::ro(p("ost_server_uuid"), format!("{target}_UUID\tFULL")));
+            // Lustre names a client's lock namespace after its OSC.
+            out.push(Param::ro(format!("ldlm.namespaces.{dev}.lock_count"), self.client.lock_count_on(i)));
         }
         let mdt = format!("{fs}-MDT0000");
         let md_ops = op_lines(&s, "glint_client_op_duration_seconds", &mdt);
@@ -154,6 +158,13 @@ impl Node for MountNode {
             vec![Counter::new("read_bytes", reads, "bytes"), Counter::new("write_bytes", writes, "bytes")];
         llite.push(Counter::new("metadata_rpcs", md_total, "reqs"));
         out.push(Param::ro(format!("llite.{}.stats", self.llite_name()), render(s.at, &llite)));
+        let l = |what: &str| format!("llite.{}.{what}", self.llite_name());
+        out.push(Param::rw(l(MAX_READ_AHEAD_MB), self.client.max_read_ahead_mb()));
+        out.push(Param::rw(l(MAX_READ_AHEAD_PER_FILE_MB), self.client.max_read_ahead_per_file_mb()));
+        out.push(Param::ro(
+            l("read_ahead_stats"),
+            read_ahead_stats_text(s.at, self.client.read_ahead_stats()),
+        ));
         out
     }
 
@@ -165,7 +176,13 @@ impl Node for MountNode {
         };
         let mut rif = Vec::new();
         let mut pages_named = Vec::new();
+        let mut read_ahead = Vec::new();
+        let llite = format!("llite.{}.", self.llite_name());
         for name in names {
+            if let Some(p @ (MAX_READ_AHEAD_MB | MAX_READ_AHEAD_PER_FILE_MB)) = name.strip_prefix(&llite) {
+                read_ahead.push((name, p));
+                continue;
+            }
             match self.osc_of(name) {
                 Some((ost, MAX_RPCS_IN_FLIGHT)) => rif.push((name, ost)),
                 Some((ost, MAX_PAGES_PER_RPC)) => pages_named.push(ost),
@@ -195,8 +212,27 @@ impl Node for MountNode {
                 Some((name, n))
             }
         };
+        for (name, param) in &read_ahead {
+            let n = number(name, value)?;
+            let r = if *param == MAX_READ_AHEAD_MB {
+                if n > client::MAX_READ_AHEAD_MB { Err(TunableError::ReadAhead(n)) } else { Ok(()) }
+            } else {
+                let max = self.client.max_read_ahead_mb();
+                if n > max { Err(TunableError::ReadAheadPerFile { mb: n, max }) } else { Ok(()) }
+            };
+            r.map_err(|e| bad(name, e))?;
+        }
         if !apply {
             return Ok(());
+        }
+        for (name, param) in read_ahead {
+            let n = number(name, value)?;
+            let r = if param == MAX_READ_AHEAD_MB {
+                self.client.set_max_read_ahead_mb(n)
+            } else {
+                self.client.set_max_read_ahead_per_file_mb(n)
+            };
+            r.map_err(|e| bad(name, e))?;
         }
         if let Some(first) = rif.first() {
             let n = number(first.0, value)?;
@@ -209,6 +245,19 @@ impl Node for MountNode {
         }
         Ok(())
     }
+}
+
+/// Lustre's `read_ahead_stats`: counters in pages, zeros left out.
+pub fn read_ahead_stats_text(at: std::time::SystemTime, s: &client::ReadAheadStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let lines = [
+        Counter::new("hits", s.hits.load(Relaxed), "pages"),
+        Counter::new("misses", s.misses.load(Relaxed), "pages"),
+        Counter::new("readpage_not_consecutive", s.not_consecutive.load(Relaxed), "pages"),
+        Counter::new("read_ahead_windows", s.windows.load(Relaxed), "windows"),
+        Counter::new("read_ahead_bytes", s.bytes.load(Relaxed), "bytes"),
+    ];
+    render(at, &lines)
 }
 
 #[cfg(test)]

@@ -133,6 +133,10 @@ impl Node for OssNode {
             lines.extend(op_lines(&s, "glint_ost_op_duration_seconds", &t));
             out.push(Param::ro(p("stats"), render(s.at, &lines)));
             out.push(Param::ro(p("uuid"), format!("{t}_UUID")));
+            out.push(Param::ro(
+                format!("ldlm.namespaces.{}.lock_count", target.ldlm.name()),
+                target.ldlm.lock_count(),
+            ));
             out.push(Param::ro(p("read_bytes_total"), num("glint_ost_read_bytes_total")));
             out.push(Param::ro(p("write_bytes_total"), num("glint_ost_write_bytes_total")));
             if let Ok(fs) = target.store.statfs() {

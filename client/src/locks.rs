@@ -1,0 +1,602 @@
+//! The client's side of the lock manager: the extent locks it holds on
+//! each object, the file data it caches under them, and the callback
+//! service the OSTs call when another client needs a range.
+//!
+//! Locks and cached blocks of an object live under one mutex with a
+//! epoch number, so dropping a lock and its data is one step: data
+//! read while a lock was being called back, or while this client itself
+//! wrote the range, is never put in the cache (its epoch moved on).
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use fabric::Errno;
+use fabric::rpc::{Request, Response, Service};
+use proto::ldlm::{LdlmCallback, LdlmCallbackReply};
+use proto::{Fid, LockExtent, LockHandle, LockMode, OstReply, OstRequest, decode, encode};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Handles called back before their grant arrived, remembered per object
+/// so such a grant is not used (the OST already counts it cancelled).
+const EARLY_REVOKES: usize = 16;
+
+/// Locks a client keeps before it gives back those of objects it caches
+/// nothing of, least recently used first (Lustre's lock LRU).
+pub(crate) const LOCK_LRU: usize = 4096;
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    handle: LockHandle,
+    mode: LockMode,
+    extent: LockExtent,
+}
+
+/// One cached block of an object, `[off, off + data.len())`.
+struct Block {
+    data: Arc<Vec<u8>>,
+    /// Its place in the eviction order.
+    id: u64,
+}
+
+#[derive(Default)]
+struct Object {
+    ost: u32,
+    locks: Vec<Held>,
+    epoch: u64,
+    early: VecDeque<LockHandle>,
+    blocks: BTreeMap<u64, Block>,
+    /// When a lock of it was last granted or its cache last read.
+    used: u64,
+}
+
+impl Object {
+    /// Whether a held lock lets this client cache `e`.
+    fn covered(&self, e: &LockExtent) -> bool {
+        self.covered_for(e, LockMode::PR)
+    }
+
+    /// Whether a held lock covers `e` in `mode` (a PW lock serves for PR).
+    fn covered_for(&self, e: &LockExtent, mode: LockMode) -> bool {
+        self.locks.iter().any(|l| l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR))
+    }
+
+    /// Drops the blocks overlapping `e`; the bytes freed.
+    fn drop_blocks(&mut self, e: &LockExtent) -> usize {
+        let doomed: Vec<u64> = self
+            .blocks
+            .range(..=e.end)
+            .filter(|(off, b)| {
+                LockExtent::of_range(**off, b.data.len() as u64).is_some_and(|x| x.overlaps(e))
+            })
+            .map(|(off, _)| *off)
+            .collect();
+        doomed.iter().filter_map(|o| self.blocks.remove(o)).map(|b| b.data.len()).sum()
+    }
+}
+
+/// Lock counters of one client, as `ldlm.namespaces.*` and metrics show them.
+#[derive(Default, Debug)]
+pub struct LockStats {
+    pub granted: AtomicU64,
+    /// Locks this client gave back, on its own or when called back.
+    pub cancelled: AtomicU64,
+    /// Blocking callbacks the OSTs sent this client.
+    pub callbacks: AtomicU64,
+}
+
+/// The connection to an OST as it was when this client was first granted
+/// a lock there: an OST that restarts forgets its locks, and the client
+/// sees that as its connection set up again (or gone).
+struct OstConn {
+    peer: fabric::ProcessId,
+    stats: Arc<fabric::tcp::PeerStats>,
+    connects: u64,
+}
+
+/// Everything this client holds of the objects: locks and cached blocks.
+pub(crate) struct LockCache {
+    objects: Mutex<Objects>,
+    conns: Mutex<HashMap<u32, OstConn>>,
+    /// The most bytes of cached blocks (`max_read_ahead_mb`).
+    pub(crate) max_bytes: AtomicUsize,
+    pub(crate) stats: LockStats,
+}
+
+#[derive(Default)]
+struct Objects {
+    map: HashMap<Fid, Object>,
+    /// Blocks in the order they were cached: the oldest go first...
+    order: VecDeque<(Fid, u64, u64)>,
+    /// ...after the blocks a reader has already read to their end, which
+    /// a streaming reader will not want again (and the window ahead of it
+    /// must not be pushed out for them).
+    used: VecDeque<(Fid, u64, u64)>,
+    bytes: usize,
+    next_id: u64,
+    /// Epochs come from one counter, so an object forgotten and seen again
+    /// never repeats an epoch a read may have noted.
+    next_epoch: u64,
+    /// Locks held, over every object.
+    held: usize,
+    clock: u64,
+}
+
+impl Objects {
+    fn bump(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// The object's record, made with a fresh epoch if there is none.
+    fn object(&mut self, fid: Fid) -> &mut Object {
+        if !self.map.contains_key(&fid) {
+            let epoch = self.bump();
+            self.map.insert(fid, Object { epoch, ..Default::default() });
+        }
+        self.map.get_mut(&fid).expect("just made")
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+    /// Drops the oldest blocks until the cache fits in `max`.
+    fn shrink(&mut self, max: usize) {
+        while self.bytes > max {
+            let Some((fid, off, id)) = self.used.pop_front().or_else(|| self.order.pop_front()) else {
+                break;
+            };
+            if let Some(o) = self.map.get_mut(&fid)
+                && o.blocks.get(&off).is_some_and(|b| b.id == id)
+            {
+                let b = o.blocks.remove(&off).expect("just seen");
+                self.bytes -= b.data.len();
+            }
+        }
+        // Entries of blocks already dropped otherwise pile up.
+        let blocks = self.map.values().map(|o| o.blocks.len()).sum::<usize>();
+        let map = &self.map;
+        let live = |(fid, off, id): &(Fid, u64, u64)| {
+            map.get(fid).and_then(|o| o.blocks.get(off)).is_some_and(|b| b.id == *id)
+        };
+        if self.order.len() > 64 && self.order.len() > 4 * blocks {
+            self.order.retain(live);
+        }
+        if self.used.len() > 64 && self.used.len() > 4 * blocks {
+            self.used.retain(live);
+        }
+    }
+}
+
+impl LockCache {
+    pub fn new(max_bytes: usize) -> LockCache {
+        LockCache {
+            objects: Mutex::default(),
+            conns: Mutex::default(),
+            max_bytes: AtomicUsize::new(max_bytes),
+            stats: LockStats::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects.lock().expect("lock cache")
+    }
+
+    /// The object's epoch: it moves whenever a lock of it goes or
+    /// this client changes its data.
+    pub fn epoch(&self, fid: Fid) -> u64 {
+        self.lock().object(fid).epoch
+    }
+
+    /// Locks this client holds.
+    pub fn lock_count(&self) -> usize {
+        self.lock().map.values().map(|o| o.locks.len()).sum()
+    }
+
+    /// Locks held on the objects of OST `ost`.
+    pub fn lock_count_on(&self, ost: u32) -> usize {
+        self.lock().map.values().filter(|o| o.ost == ost).map(|o| o.locks.len()).sum()
+    }
+
+    /// Bytes of file data cached now.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Whether a held lock covers `e` of `fid` in `mode`.
+    pub fn covered(&self, fid: Fid, e: &LockExtent, mode: LockMode) -> bool {
+        self.lock().map.get(&fid).is_some_and(|o| o.covered_for(e, mode))
+    }
+
+    fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
+        let mut objs = self.lock();
+        let now = objs.tick();
+        let o = objs.object(fid);
+        o.ost = ost;
+        o.used = now;
+        if let Some(i) = o.early.iter().position(|h| *h == held.handle) {
+            o.early.remove(i);
+            return false;
+        }
+        o.locks.push(held);
+        objs.held += 1;
+        true
+    }
+
+    /// Past `max` locks, takes the locks of the objects least recently
+    /// used that have nothing cached, down to three quarters of `max`, and
+    /// forgets objects with nothing left; the locks taken, to cancel.
+    fn lru_victims(&self, max: usize) -> Vec<(u32, Fid, LockHandle)> {
+        let mut objs = self.lock();
+        let mut out = Vec::new();
+        if objs.held > max {
+            let mut idle: Vec<(u64, Fid)> = objs
+                .map
+                .iter()
+                .filter(|(_, o)| !o.locks.is_empty() && o.blocks.is_empty())
+                .map(|(fid, o)| (o.used, *fid))
+                .collect();
+            idle.sort_unstable();
+            for (_, fid) in idle {
+                if objs.held <= max * 3 / 4 {
+                    break;
+                }
+                let epoch = objs.bump();
+                let o = objs.map.get_mut(&fid).expect("listed");
+                o.epoch = epoch;
+                let taken: Vec<_> = o.locks.drain(..).map(|l| (o.ost, fid, l.handle)).collect();
+                objs.held -= taken.len();
+                out.extend(taken);
+            }
+        }
+        if objs.map.len() > 2 * max {
+            objs.map.retain(|_, o| !o.locks.is_empty() || !o.blocks.is_empty() || !o.early.is_empty());
+        }
+        out
+    }
+
+    /// Caches `data` as the block at `off` of `fid`, if the object's
+    /// epoch is still `epoch` and a lock covers the block.
+    pub fn insert(&self, fid: Fid, epoch: u64, off: u64, data: Vec<u8>) -> bool {
+        let Some(e) = LockExtent::of_range(off, data.len() as u64) else { return false };
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        let mut objs = self.lock();
+        let objs = &mut *objs;
+        let id = objs.next_id;
+        let Some(o) = objs.map.get_mut(&fid) else { return false };
+        if o.epoch != epoch || !o.covered(&e) || data.len() > max {
+            return false;
+        }
+        let len = data.len();
+        let freed = o.drop_blocks(&e);
+        o.blocks.insert(off, Block { data: Arc::new(data), id });
+        objs.next_id += 1;
+        objs.bytes = objs.bytes - freed + len;
+        objs.order.push_back((fid, off, id));
+        objs.shrink(max);
+        true
+    }
+
+    /// The cached blocks that hold all of `[off, off + len)` of `fid` (each
+    /// with its object offset), or None when any byte is missing.
+    pub fn lookup(&self, fid: Fid, off: u64, len: u64) -> Option<Vec<(u64, Arc<Vec<u8>>)>> {
+        let objs = self.lock();
+        let o = objs.map.get(&fid)?;
+        let mut out = Vec::new();
+        let mut at = off;
+        let end = off + len;
+        while at < end {
+            let (boff, b) = o.blocks.range(..=at).next_back()?;
+            let bend = boff + b.data.len() as u64;
+            if bend <= at {
+                return None;
+            }
+            out.push((*boff, b.data.clone()));
+            at = bend;
+        }
+        Some(out)
+    }
+
+    /// Forgets every lock and cached block on the objects of OST `ost`.
+    fn drop_ost(&self, ost: u32) {
+        let mut objs = self.lock();
+        let fids: Vec<Fid> = objs.map.iter().filter(|(_, o)| o.ost == ost).map(|(f, _)| *f).collect();
+        for fid in fids {
+            let epoch = objs.bump();
+            let o = objs.map.get_mut(&fid).expect("listed");
+            o.epoch = epoch;
+            let released = o.locks.len();
+            o.locks.clear();
+            let freed: usize = std::mem::take(&mut o.blocks).values().map(|b| b.data.len()).sum();
+            objs.held -= released;
+            objs.bytes -= freed;
+        }
+    }
+
+    /// A reader read the blocks at `offs` of `fid` to their end: they are
+    /// the first to go when room is needed.
+    pub fn consumed(&self, fid: Fid, offs: &[u64]) {
+        let mut objs = self.lock();
+        let objs = &mut *objs;
+        let now = objs.tick();
+        let Some(o) = objs.map.get_mut(&fid) else { return };
+        o.used = now;
+        for off in offs {
+            if let Some(b) = o.blocks.get(off) {
+                objs.used.push_back((fid, *off, b.id));
+            }
+        }
+    }
+
+    /// This client is about to change (or has changed) `e` of `fid`: what
+    /// it cached there goes, and reads of it already on their way are not
+    /// cached.
+    pub fn invalidate(&self, fid: Fid, e: &LockExtent) {
+        let mut objs = self.lock();
+        if let Some(o) = objs.map.get_mut(&fid) {
+            let freed = o.drop_blocks(e);
+            objs.bytes -= freed;
+            let epoch = objs.bump();
+            objs.map.get_mut(&fid).expect("present").epoch = epoch;
+        }
+    }
+
+    /// A blocking callback: the lock and what it covered go.
+    fn called_back(&self, fid: Fid, handle: LockHandle, extent: LockExtent) {
+        self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
+        let mut objs = self.lock();
+        let epoch = objs.bump();
+        let o = objs.object(fid);
+        o.epoch = epoch;
+        let (freed, released) = match o.locks.iter().position(|l| l.handle == handle) {
+            Some(i) => {
+                let l = o.locks.swap_remove(i);
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                (o.drop_blocks(&l.extent), 1)
+            }
+            None => {
+                // The grant is still on its way: it must not be used.
+                if o.early.len() == EARLY_REVOKES {
+                    o.early.pop_front();
+                }
+                o.early.push_back(handle);
+                (o.drop_blocks(&extent), 0)
+            }
+        };
+        objs.bytes -= freed;
+        objs.held -= released;
+    }
+
+    /// Forgets every lock and cached block; the locks held, to cancel.
+    fn take_all(&self) -> Vec<(u32, Fid, LockHandle)> {
+        let mut objs = self.lock();
+        let mut out = Vec::new();
+        let fids: Vec<Fid> = objs.map.keys().copied().collect();
+        for fid in fids {
+            let epoch = objs.bump();
+            let o = objs.map.get_mut(&fid).expect("listed");
+            o.epoch = epoch;
+            out.extend(o.locks.drain(..).map(|l| (o.ost, fid, l.handle)));
+            o.blocks.clear();
+        }
+        objs.held = 0;
+        objs.bytes = 0;
+        objs.order.clear();
+        objs.used.clear();
+        out
+    }
+}
+
+/// Serves the OSTs' blocking callbacks on this client's endpoint.
+pub(crate) struct CallbackService {
+    pub cache: Arc<LockCache>,
+}
+
+impl Service for CallbackService {
+    fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        Box::pin(async move {
+            let cb: LdlmCallback = decode("lock callback", req.body()).map_err(|e| {
+                tracing::warn!(peer = %req.from, error = %e, "bad lock callback");
+                Errno::EPROTO
+            })?;
+            match cb {
+                LdlmCallback::Blocking { handle, fid, extent, .. } => {
+                    if !extent.is_valid() {
+                        return Err(Errno::EINVAL);
+                    }
+                    // Nothing is dirty: writes go straight to the OSTs.
+                    self.cache.called_back(fid, handle, extent);
+                    tracing::debug!(peer = %req.from, %fid, %extent, "lock called back; its cache dropped");
+                }
+            }
+            Ok(encode(&LdlmCallbackReply::Cancelled))
+        })
+    }
+}
+
+impl Client {
+    /// Makes sure this client holds a lock of at least `mode` covering
+    /// `extent` of `fid` on OST `ost`, enqueuing one if it does not.
+    pub(crate) async fn hold(&self, ost: u32, fid: Fid, mode: LockMode, extent: LockExtent) -> Result<()> {
+        if self.locks.covered(fid, &extent, mode) {
+            return Ok(());
+        }
+        match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
+            OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
+                self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
+                self.locks.install(ost, fid, Held { handle, mode, extent: granted });
+                self.note_connection(ost);
+                let idle = self.locks.lru_victims(LOCK_LRU);
+                if !idle.is_empty() {
+                    let osts = self.clone_handle();
+                    let stats = self.locks.clone();
+                    tokio::spawn(async move {
+                        for (ost, fid, handle) in idle {
+                            stats.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = osts.ost(ost, &OstRequest::Cancel { fid, handle }).await {
+                                tracing::debug!(%fid, error = %e, "cancelling an idle lock failed");
+                            }
+                        }
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+
+    /// Notes the connection to `ost` the first lock there came over (tcp
+    /// peers only: the o2ib LND keeps no per-peer connection count).
+    fn note_connection(&self, ost: u32) {
+        let mut conns = self.locks.conns.lock().expect("conns lock");
+        if conns.contains_key(&ost) {
+            return;
+        }
+        let Some(peer) = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer) else { return };
+        if let Some((_, stats)) = self.ep.tcp().peer_stats().into_iter().find(|(p, _)| *p == peer) {
+            let connects = stats.connects.load(Ordering::Relaxed);
+            conns.insert(ost, OstConn { peer, stats, connects });
+        }
+    }
+
+    /// Whether the locks held on `ost` can still be trusted: the connection
+    /// they were granted over is still up. If it went down or was set up
+    /// again, the OST may have restarted and forgotten them, so they and
+    /// their cache are dropped here.
+    pub(crate) fn locks_intact(&self, ost: u32) -> bool {
+        let mut conns = self.locks.conns.lock().expect("conns lock");
+        let Some(c) = conns.get(&ost) else { return true };
+        let live = self.ep.tcp().peer_credits(c.peer).is_some();
+        if live && c.stats.connects.load(Ordering::Relaxed) == c.connects {
+            return true;
+        }
+        conns.remove(&ost);
+        drop(conns);
+        tracing::info!(ost, "the connection to the OST was lost since its locks were granted: dropping them");
+        self.locks.drop_ost(ost);
+        false
+    }
+
+    /// Gives back every lock this client holds and drops its cache (before
+    /// an unmount, or to start cold).
+    pub async fn cancel_locks(&self) -> Result<()> {
+        let mut first_err = None;
+        for (ost, fid, handle) in self.locks.take_all() {
+            self.locks.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.ost(ost, &OstRequest::Cancel { fid, handle }).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Extent locks this client holds (`ldlm.namespaces.*.lock_count`).
+    pub fn lock_count(&self) -> usize {
+        self.locks.lock_count()
+    }
+
+    /// Extent locks held on the objects of OST `ost`.
+    pub fn lock_count_on(&self, ost: u32) -> usize {
+        self.locks.lock_count_on(ost)
+    }
+
+    /// The lock counters of this client.
+    pub fn lock_stats(&self) -> &LockStats {
+        &self.locks.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fid() -> Fid {
+        Fid::new(Fid::ost_seq(0), 7)
+    }
+
+    fn cache_with_lock(extent: LockExtent) -> LockCache {
+        let c = LockCache::new(1 << 20);
+        assert!(c.install(0, fid(), Held { handle: LockHandle(9), mode: LockMode::PR, extent }));
+        c
+    }
+
+    #[test]
+    fn blocks_are_cached_only_under_a_lock_and_an_unchanged_epoch() {
+        let c = cache_with_lock(LockExtent::new(0, 4095).unwrap());
+        let g = c.epoch(fid());
+        assert!(!c.insert(fid(), g, 4096, vec![1; 10]), "outside the lock");
+        assert!(!c.insert(fid(), g + 1, 0, vec![1; 10]), "stale epoch");
+        assert!(c.insert(fid(), g, 0, vec![1; 100]));
+        assert!(c.lookup(fid(), 10, 90).is_some());
+        assert!(c.lookup(fid(), 10, 91).is_none());
+        c.invalidate(fid(), &LockExtent::new(50, 50).unwrap());
+        assert!(c.lookup(fid(), 0, 10).is_none());
+        assert!(!c.insert(fid(), g, 0, vec![1; 100]), "a read from before the change");
+    }
+
+    #[test]
+    fn a_callback_drops_the_lock_and_its_blocks() {
+        let c = cache_with_lock(LockExtent::WHOLE);
+        let g = c.epoch(fid());
+        assert!(c.insert(fid(), g, 0, vec![3; 64]));
+        c.called_back(fid(), LockHandle(9), LockExtent::WHOLE);
+        assert_eq!(c.lock_count(), 0);
+        assert_eq!(c.cached_bytes(), 0);
+        assert!(c.lookup(fid(), 0, 1).is_none());
+    }
+
+    #[test]
+    fn past_the_lru_the_idle_locks_go_and_the_busy_stay() {
+        let c = LockCache::new(1 << 20);
+        let f = |oid| Fid::new(Fid::ost_seq(0), oid);
+        for oid in 1..=8u32 {
+            let held = Held { handle: LockHandle(oid as u64), mode: LockMode::PR, extent: LockExtent::WHOLE };
+            assert!(c.install(0, f(oid), held));
+        }
+        // Object 1 was granted first but has data cached: it stays.
+        let e = c.epoch(f(1));
+        assert!(c.insert(f(1), e, 0, vec![1; 10]));
+        let before = c.epoch(f(2));
+        assert!(c.lru_victims(8).is_empty());
+        let gone: Vec<u64> = c.lru_victims(4).iter().map(|(_, _, h)| h.0).collect();
+        assert_eq!(gone, vec![2, 3, 4, 5, 6]);
+        assert_eq!(c.lock_count(), 3);
+        assert!(c.lookup(f(1), 0, 10).is_some());
+        // A read that noted an object's epoch before its lock went caches
+        // nothing, even under a lock granted since.
+        let again = Held { handle: LockHandle(20), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        assert!(c.install(0, f(2), again));
+        assert!(!c.insert(f(2), before, 0, vec![1; 10]));
+        assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
+    }
+
+    #[test]
+    fn a_grant_called_back_before_it_arrived_is_not_used() {
+        let c = LockCache::new(1 << 20);
+        c.called_back(fid(), LockHandle(5), LockExtent::WHOLE);
+        let held = Held { handle: LockHandle(5), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        assert!(!c.install(0, fid(), held));
+        assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
+    }
+
+    #[test]
+    fn the_oldest_blocks_go_when_the_cache_is_full() {
+        let c = cache_with_lock(LockExtent::WHOLE);
+        c.max_bytes.store(300, Ordering::Relaxed);
+        let g = c.epoch(fid());
+        for i in 0..5u64 {
+            assert!(c.insert(fid(), g, i * 100, vec![i as u8; 100]));
+        }
+        assert_eq!(c.cached_bytes(), 300);
+        assert!(c.lookup(fid(), 0, 100).is_none());
+        assert!(c.lookup(fid(), 200, 300).is_some());
+        // What a reader is done with goes before what it has yet to read.
+        c.consumed(fid(), &[300]);
+        assert!(c.insert(fid(), g, 500, vec![5; 100]));
+        assert!(c.lookup(fid(), 300, 100).is_none());
+        assert!(c.lookup(fid(), 200, 100).is_some() && c.lookup(fid(), 400, 200).is_some());
+    }
+}

@@ -1,0 +1,263 @@
+//! Extent locks and readahead against real servers: a client that reads
+//! sequentially caches ahead under PR locks, and another client's write
+//! or truncate calls its locks back before it lands, so the reader never
+//! returns the old bytes; a client that cannot answer a callback is
+//! evicted and the writer goes on.
+
+mod support;
+
+use client::{Client, process_cred};
+use fabric::Nid;
+use mds::{Mds, MdsConfig};
+use ost::{ObjectStore, Oss, OssConfig, TargetConfig};
+use proto::{Layout, SetAttr, StripeSpec};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::{FSNAME, TestFs, unique_nid};
+
+const MIB: u64 = 1 << 20;
+/// Readahead statistics count 4 KiB pages.
+const PAGES_PER_MIB: u64 = 256;
+
+fn fill(len: u64, byte: u8) -> Vec<u8> {
+    (0..len).map(|i| byte ^ (i % 251) as u8).collect()
+}
+
+/// The objects of a file: two, or one when the file system was so new
+/// that the MDS knew only one OST yet.
+fn objects(layout: &Layout) -> usize {
+    layout.raid0().unwrap().objects.len()
+}
+
+/// A file of `len` bytes of `fill(len, 1)`, striped over two OSTs.
+async fn file(c: &Arc<Client>, name: &str, len: u64) -> Layout {
+    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    let (_, layout) = c.create(&process_cred(), c.root(), name, 0o644, spec, true).await.unwrap();
+    let layout = layout.unwrap();
+    c.pwrite(&layout, 0, &fill(len, 1), false).await.unwrap();
+    layout
+}
+
+/// Reads `[from, to)` in 1 MiB calls, checking each against `fill(_, 1)`.
+async fn read_along(c: &Arc<Client>, layout: &Layout, from: u64, to: u64, whole: &[u8]) {
+    let mut buf = vec![0u8; MIB as usize];
+    let mut off = from;
+    while off < to {
+        let n = c.pread(layout, off, &mut buf).await.unwrap();
+        assert_eq!(n, MIB as usize);
+        assert!(buf[..] == whole[off as usize..(off + MIB) as usize], "bytes at {off}");
+        off += MIB;
+    }
+}
+
+fn ost_locks(fs: &TestFs) -> usize {
+    fs.osses.iter().flat_map(|o| o.oss.targets().map(|(_, t)| t.ldlm.lock_count()).collect::<Vec<_>>()).sum()
+}
+
+fn ost_stat(fs: &TestFs, f: impl Fn(&ost::ldlm::LdlmStats) -> u64) -> u64 {
+    fs.osses.iter().flat_map(|o| o.oss.targets().map(|(_, t)| f(t.ldlm.stats())).collect::<Vec<_>>()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_from_another_client_reaches_a_reader_with_a_cache() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let len = 32 * MIB;
+    let layout = file(&a, "shared", len).await;
+    let whole = fill(len, 1);
+
+    // A reads the first 8 MiB sequentially: readahead caches past it.
+    read_along(&a, &layout, 0, 8 * MIB, &whole).await;
+    let ra = a.read_ahead_stats();
+    assert!(ra.windows.load(Ordering::Relaxed) >= 2, "{ra:?}");
+    assert!(ra.hits.load(Ordering::Relaxed) >= 4 * PAGES_PER_MIB, "{ra:?}");
+    assert!(a.cached_bytes() as u64 > 8 * MIB, "cached ahead: {}", a.cached_bytes());
+    assert!(a.lock_count() >= objects(&layout) && ost_locks(&fs) >= objects(&layout));
+
+    // B overwrites a range A cached (A's next window) and a range beyond.
+    let new = fill(2 * MIB, 9);
+    b.pwrite(&layout, 9 * MIB, &new, false).await.unwrap();
+    assert!(a.lock_stats().callbacks.load(Ordering::Relaxed) >= 1, "A's lock was called back");
+    assert!(ost_stat(&fs, |s| s.callbacks.load(Ordering::Relaxed)) >= 1);
+
+    let mut buf = vec![0u8; 2 * MIB as usize];
+    assert_eq!(a.pread(&layout, 9 * MIB, &mut buf).await.unwrap(), buf.len());
+    assert!(buf == new, "A reads B's bytes, not its cache");
+    // And its untouched bytes are still right.
+    read_along(&a, &layout, 11 * MIB, 16 * MIB, &whole).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_truncate_from_another_client_reaches_a_reader_with_a_cache() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let len = 24 * MIB;
+    let layout = file(&a, "cut", len).await;
+    let whole = fill(len, 1);
+    read_along(&a, &layout, 0, 6 * MIB, &whole).await;
+    // Reads 2 to 6 waited for the first window and were served from it.
+    assert!(a.read_ahead_stats().hits.load(Ordering::Relaxed) >= 4 * PAGES_PER_MIB);
+    assert!(a.cached_bytes() > 0);
+
+    let fid = b.resolve(&process_cred(), "/cut").await.unwrap().0.fid;
+    let size = 7 * MIB + 4096;
+    b.setattr(&process_cred(), fid, SetAttr { size: Some(size), ..Default::default() }).await.unwrap();
+    assert!(a.lock_stats().callbacks.load(Ordering::Relaxed) >= 1);
+
+    let mut buf = vec![0u8; MIB as usize];
+    assert_eq!(a.pread(&layout, 6 * MIB, &mut buf).await.unwrap(), MIB as usize);
+    assert!(buf[..] == whole[6 * MIB as usize..7 * MIB as usize]);
+    assert_eq!(a.pread(&layout, 7 * MIB, &mut buf).await.unwrap(), 4096, "A sees the new end of file");
+    assert_eq!(a.pread(&layout, 9 * MIB, &mut buf).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_share_their_locks_and_a_writers_own_cache_follows_its_writes() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let len = 16 * MIB;
+    let layout = file(&a, "both", len).await;
+    let whole = fill(len, 1);
+    read_along(&a, &layout, 0, 6 * MIB, &whole).await;
+    read_along(&b, &layout, 0, 6 * MIB, &whole).await;
+    // PR locks of two clients share the objects: nobody was called back.
+    assert_eq!(a.lock_stats().callbacks.load(Ordering::Relaxed), 0);
+    assert_eq!(b.lock_stats().callbacks.load(Ordering::Relaxed), 0);
+    assert!(ost_locks(&fs) >= 2 * objects(&layout));
+
+    // A writes into what it cached itself: its own lock stays, its cache follows.
+    let new = fill(MIB, 5);
+    a.pwrite(&layout, 7 * MIB, &new, false).await.unwrap();
+    let mut buf = vec![0u8; MIB as usize];
+    a.pread(&layout, 7 * MIB, &mut buf).await.unwrap();
+    assert!(buf == new);
+    // B's locks went for A's write; B reads A's bytes.
+    assert!(b.lock_stats().callbacks.load(Ordering::Relaxed) >= 1);
+    b.pread(&layout, 7 * MIB, &mut buf).await.unwrap();
+    assert!(buf == new);
+
+    a.cancel_locks().await.unwrap();
+    assert_eq!(a.lock_count(), 0);
+    assert_eq!(a.cached_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_reads_are_not_read_ahead() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let len = 64 * MIB;
+    let layout = file(&c, "random", len).await;
+    let mut buf = vec![0u8; 4096];
+    let mut x = 0x9e37_79b9u64;
+    for _ in 0..100 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let off = (x % (len / 4096)) * 4096;
+        c.pread(&layout, off, &mut buf).await.unwrap();
+    }
+    let ra = c.read_ahead_stats();
+    assert_eq!(ra.windows.load(Ordering::Relaxed), 0, "{ra:?}");
+    assert_eq!(ra.hits.load(Ordering::Relaxed), 0, "{ra:?}");
+    assert_eq!(c.cached_bytes(), 0);
+    assert_eq!(c.lock_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readahead_off_caches_nothing() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    c.set_max_read_ahead_mb(0).unwrap();
+    let spec = StripeSpec { stripe_count: Some(1), stripe_size: Some(MIB), stripe_offset: None };
+    let (_, layout) = c.create(&process_cred(), c.root(), "plain", 0o644, spec, true).await.unwrap();
+    let layout = layout.unwrap();
+    let whole = fill(8 * MIB, 1);
+    c.pwrite(&layout, 0, &whole, false).await.unwrap();
+    read_along(&c, &layout, 0, 8 * MIB, &whole).await;
+    assert_eq!(c.cached_bytes(), 0);
+    assert_eq!(c.lock_count(), 0);
+    assert!(c.set_max_read_ahead_per_file_mb(1).is_err(), "the per-file window fits in the whole");
+}
+
+/// A file system whose OSTs give lock holders `timeout` to answer.
+async fn start_with_callback_timeout(osts: u32, timeout: Duration) -> TestFs {
+    let dir = tempfile::tempdir().unwrap();
+    let mdt_dir = dir.path().join("mdt");
+    mds::format(&mdt_dir, FSNAME).unwrap();
+    let mgs: Nid = unique_nid();
+    let mds = Mds::start(MdsConfig {
+        dir: mdt_dir,
+        nid: mgs,
+        port: fabric::tcp::DEFAULT_PORT,
+        metrics: None,
+        root_squash: None,
+    })
+    .await
+    .unwrap();
+    let mut osses = Vec::new();
+    for index in 0..osts {
+        let odir = dir.path().join(format!("ost{index}"));
+        std::fs::create_dir_all(&odir).unwrap();
+        ObjectStore::format(&odir, FSNAME, index).unwrap();
+        let mut cfg = OssConfig::new(FSNAME, unique_nid(), mgs, vec![TargetConfig { dir: odir, index }]);
+        cfg.buffers = 8;
+        cfg.io_threads = 2;
+        cfg.ldlm.callback_timeout = timeout;
+        osses.push(Oss::start(cfg).await.unwrap());
+    }
+    TestFs { dir, mgs, mds, osses }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
+    let fs = start_with_callback_timeout(2, Duration::from_secs(2)).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let len = 16 * MIB;
+    let layout = file(&a, "gone", len).await;
+    read_along(&a, &layout, 0, 4 * MIB, &fill(len, 1)).await;
+    assert!(ost_locks(&fs) >= objects(&layout));
+
+    // A's process is gone as far as the OSTs can tell: nothing answers.
+    a.endpoint().shutdown();
+    let new = fill(4 * MIB, 7);
+    b.pwrite(&layout, 2 * MIB, &new, false).await.unwrap();
+    assert!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)) >= 1);
+    assert_eq!(ost_locks(&fs), 0, "the evicted client's locks are gone");
+    let mut buf = vec![0u8; 4 * MIB as usize];
+    b.pread(&layout, 2 * MIB, &mut buf).await.unwrap();
+    assert!(buf == new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_connection_to_an_ost_drops_the_locks_and_cache_of_its_objects() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let len = 16 * MIB;
+    let layout = file(&a, "flap", len).await;
+    let whole = fill(len, 1);
+    read_along(&a, &layout, 0, 6 * MIB, &whole).await;
+    assert!(a.cached_bytes() > 0 && a.lock_count() >= objects(&layout));
+
+    // As when an OST restarts: the connection goes, and with it what the
+    // OST may have forgotten.
+    for o in &fs.osses {
+        a.endpoint().tcp().disconnect(o.endpoint.id());
+    }
+    let hits = a.read_ahead_stats().hits.load(Ordering::Relaxed);
+    let mut buf = vec![0u8; MIB as usize];
+    assert_eq!(a.pread(&layout, 6 * MIB, &mut buf).await.unwrap(), MIB as usize);
+    assert!(buf[..] == whole[6 * MIB as usize..7 * MIB as usize]);
+    assert_eq!(
+        a.read_ahead_stats().hits.load(Ordering::Relaxed),
+        hits,
+        "served from the OSTs, not the cache"
+    );
+    // The reconnected stream reads ahead again under new locks.
+    read_along(&a, &layout, 7 * MIB, 12 * MIB, &whole).await;
+    assert!(a.read_ahead_stats().hits.load(Ordering::Relaxed) > hits);
+}

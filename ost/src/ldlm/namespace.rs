@@ -1,0 +1,547 @@
+//! One target's lock namespace (Lustre's `ldlm.namespaces.filter-*`):
+//! the resources of its objects, granting, blocking callbacks to holders,
+//! and eviction of holders that do not answer.
+//!
+//! Each object's locks sit behind a mutex of their own, found through a
+//! sharded table, so enqueues on different objects never wait on each
+//! other. Nothing is awaited while a mutex is held: a request that must
+//! wait marks what it waits for, lets go, and is woken when a lock goes.
+
+use super::resource::{Lock, Owner, Resource};
+use fabric::rpc::{Endpoint, RpcError};
+use fabric::{Errno, ProcessId};
+use proto::ldlm::{LDLM_CB_PORTAL, LdlmCallback, LdlmCallbackReply, opcode};
+use proto::{Fid, LockExtent, LockHandle, LockMode, decode, encode};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const SHARDS: usize = 32;
+
+/// How a namespace treats lock holders.
+#[derive(Clone, Debug)]
+pub struct LdlmConfig {
+    /// How long a holder has to answer a blocking callback before it loses
+    /// every lock it holds here (Lustre's `ldlm_timeout` family).
+    pub callback_timeout: Duration,
+    /// How often holders' connections are checked; a holder found without
+    /// a connection twice in a row loses its locks.
+    pub sweep_interval: Duration,
+}
+
+impl Default for LdlmConfig {
+    fn default() -> Self {
+        LdlmConfig { callback_timeout: Duration::from_secs(10), sweep_interval: Duration::from_secs(30) }
+    }
+}
+
+/// Counters of one namespace, read by metrics and `lctl get_param`.
+#[derive(Default, Debug)]
+pub struct LdlmStats {
+    pub granted: AtomicU64,
+    /// Locks given back: cancelled by their holder or answered callbacks.
+    pub cancelled: AtomicU64,
+    /// Blocking callbacks sent.
+    pub callbacks: AtomicU64,
+    /// Holders that lost their locks for not answering (or being gone).
+    pub evictions: AtomicU64,
+}
+
+struct Res {
+    state: Mutex<ResState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct ResState {
+    res: Resource,
+    /// Taken out of the table; whoever holds this Arc looks again.
+    dead: bool,
+}
+
+/// The locks of one target's objects.
+pub struct Namespace {
+    name: String,
+    target: u32,
+    cfg: LdlmConfig,
+    shards: Vec<Mutex<HashMap<Fid, Arc<Res>>>>,
+    next_cookie: AtomicU64,
+    ep: OnceLock<Endpoint>,
+    stats: LdlmStats,
+    /// Holders seen without a connection at the last sweep.
+    unreachable: Mutex<HashSet<ProcessId>>,
+}
+
+/// A server-side lock for one I/O without a client lock; dropping it
+/// ends the I/O's hold on the range.
+pub struct IoGuard {
+    ns: Arc<Namespace>,
+    fid: Fid,
+    res: Arc<Res>,
+    handle: LockHandle,
+}
+
+impl Drop for IoGuard {
+    fn drop(&mut self) {
+        self.res.state.lock().expect("resource lock").res.remove(self.handle);
+        self.res.changed.notify_waiters();
+        self.ns.tidy(self.fid);
+    }
+}
+
+/// What stood in a request's way this time round.
+enum Blocked {
+    /// Holders to call back (marked cancelling by this request).
+    Call(Vec<Lock>),
+    /// Others are already dealing with the conflict: wait.
+    Wait,
+}
+
+impl Namespace {
+    /// `name` is Lustre's, e.g. `filter-testfs-OST0000_UUID`.
+    pub fn new(name: String, target: u32, cfg: LdlmConfig) -> Arc<Namespace> {
+        Arc::new(Namespace {
+            name,
+            target,
+            cfg,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            // Cookies differ across restarts, so a handle from before one
+            // is never taken for a new lock.
+            next_cookie: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    | 1,
+            ),
+            ep: OnceLock::new(),
+            stats: LdlmStats::default(),
+            unreachable: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The endpoint callbacks go out on (the one clients connected to, so
+    /// they travel over the connections the clients opened), and the
+    /// sweep of holders whose connection is gone.
+    pub fn start(self: &Arc<Self>, ep: Endpoint) {
+        if self.ep.set(ep).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let every = self.cfg.sweep_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(ns) = Weak::upgrade(&weak) else { return };
+                ns.sweep();
+            }
+        });
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stats(&self) -> &LdlmStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &LdlmConfig {
+        &self.cfg
+    }
+
+    /// Locks clients hold now (Lustre's `lock_count`).
+    pub fn lock_count(&self) -> usize {
+        self.resources().iter().map(|r| r.state.lock().expect("resource lock").res.client_locks()).sum()
+    }
+
+    fn shard(&self, fid: &Fid) -> &Mutex<HashMap<Fid, Arc<Res>>> {
+        let h = fid.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fid.oid as u64;
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    fn resource(&self, fid: Fid) -> Arc<Res> {
+        self.shard(&fid)
+            .lock()
+            .expect("shard lock")
+            .entry(fid)
+            .or_insert_with(|| Arc::new(Res { state: Mutex::default(), changed: Notify::new() }))
+            .clone()
+    }
+
+    fn existing(&self, fid: &Fid) -> Option<Arc<Res>> {
+        self.shard(fid).lock().expect("shard lock").get(fid).cloned()
+    }
+
+    fn resources(&self) -> Vec<Arc<Res>> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.lock().expect("shard lock").values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Takes `fid`'s resource out of the table when nothing is on it.
+    fn tidy(&self, fid: Fid) {
+        let mut shard = self.shard(&fid).lock().expect("shard lock");
+        if let Some(res) = shard.get(&fid) {
+            let mut st = res.state.lock().expect("resource lock");
+            if st.res.locks.is_empty() {
+                st.dead = true;
+                drop(st);
+                shard.remove(&fid);
+            }
+        }
+    }
+
+    fn cookie(&self) -> LockHandle {
+        LockHandle(self.next_cookie.fetch_add(2, Ordering::Relaxed))
+    }
+
+    /// Grants `client` a lock of `mode` covering `want` once no other
+    /// client holds a conflicting one, calling those back first. The
+    /// granted extent is the widest that conflicts with nobody.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        client: ProcessId,
+        fid: Fid,
+        mode: LockMode,
+        want: LockExtent,
+    ) -> Result<(LockHandle, LockExtent), Errno> {
+        if !want.is_valid() {
+            return Err(Errno::EINVAL);
+        }
+        let owner = Owner::Client(client);
+        let handle = self.cookie();
+        let extent = self
+            .acquire(fid, owner, mode, want, |res| {
+                let extent = res.grow(&owner, mode, want);
+                res.locks.push(Lock { handle, owner, mode, extent, cancelling: false });
+                extent
+            })
+            .await?
+            .1;
+        self.stats.granted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(ns = %self.name, %client, %fid, mode = mode.name(), %extent, "lock granted");
+        Ok((handle, extent))
+    }
+
+    /// The holder gives a lock back.
+    pub fn cancel(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
+        let res = self.existing(&fid).ok_or(Errno::ENOENT)?;
+        let removed = {
+            let mut st = res.state.lock().expect("resource lock");
+            match st.res.locks.iter().find(|l| l.handle == handle) {
+                Some(l) if l.owner == Owner::Client(client) => st.res.remove(handle),
+                Some(_) => return Err(Errno::EPERM),
+                None => None,
+            }
+        };
+        res.changed.notify_waiters();
+        self.tidy(fid);
+        match removed {
+            Some(_) => {
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // Already gone (called back meanwhile): the holder's wish is met.
+            None => Ok(()),
+        }
+    }
+
+    /// Before a write, punch or truncate of `extent` that came from
+    /// `client` without a lock: other clients' overlapping locks are
+    /// called back, and the range is held until the guard is dropped so
+    /// no lock is granted over it while the I/O runs.
+    pub async fn lock_io(
+        self: &Arc<Self>,
+        client: ProcessId,
+        fid: Fid,
+        extent: LockExtent,
+    ) -> Result<IoGuard, Errno> {
+        let owner = Owner::Io { for_client: client };
+        let handle = self.cookie();
+        let (res, ()) = self
+            .acquire(fid, owner, LockMode::PW, extent, |r| {
+                r.locks.push(Lock { handle, owner, mode: LockMode::PW, extent, cancelling: false })
+            })
+            .await?;
+        Ok(IoGuard { ns: self.clone(), fid, res, handle })
+    }
+
+    /// Before a read of `extent` from `client` without a lock: other
+    /// clients' overlapping write locks are called back (their cached
+    /// writes reach the disk first). Nothing is held.
+    pub async fn lock_read(
+        self: &Arc<Self>,
+        client: ProcessId,
+        fid: Fid,
+        extent: LockExtent,
+    ) -> Result<(), Errno> {
+        // The common case, no lock on the object at all, costs a lookup.
+        let Some(res) = self.existing(&fid) else { return Ok(()) };
+        let owner = Owner::Client(client);
+        if res
+            .state
+            .lock()
+            .expect("resource lock")
+            .res
+            .conflicting(&owner, LockMode::PR, &extent)
+            .next()
+            .is_none()
+        {
+            return Ok(());
+        }
+        self.acquire(fid, owner, LockMode::PR, extent, |_| ()).await.map(|_| ())
+    }
+
+    /// Waits until nothing conflicts with `mode` on `want` for `owner`,
+    /// calling holders back, then runs `grant` under the resource's mutex.
+    async fn acquire<T>(
+        self: &Arc<Self>,
+        fid: Fid,
+        owner: Owner,
+        mode: LockMode,
+        want: LockExtent,
+        grant: impl FnOnce(&mut Resource) -> T,
+    ) -> Result<(Arc<Res>, T), Errno> {
+        let mut grant = Some(grant);
+        loop {
+            let res = self.resource(fid);
+            let blocked = {
+                let notified = res.changed.notified();
+                tokio::pin!(notified);
+                let blocked = {
+                    let mut st = res.state.lock().expect("resource lock");
+                    if st.dead {
+                        continue;
+                    }
+                    let mut call = Vec::new();
+                    let mut wait = false;
+                    for l in st.res.locks.iter_mut().filter(|l| l.conflicts(&owner, mode, &want)) {
+                        match l.owner {
+                            Owner::Client(_) if !l.cancelling => {
+                                l.cancelling = true;
+                                call.push(l.clone());
+                            }
+                            _ => wait = true,
+                        }
+                    }
+                    if call.is_empty() && !wait {
+                        let t = (grant.take().expect("granted once"))(&mut st.res);
+                        drop(st);
+                        return Ok((res.clone(), t));
+                    }
+                    // Registered before the mutex goes, so a wake-up that
+                    // comes between is not missed.
+                    notified.as_mut().enable();
+                    if call.is_empty() { Blocked::Wait } else { Blocked::Call(call) }
+                };
+                match blocked {
+                    Blocked::Wait => {
+                        notified.await;
+                        continue;
+                    }
+                    Blocked::Call(call) => call,
+                }
+            };
+            self.call_back(fid, blocked).await?;
+        }
+    }
+
+    /// Sends a blocking callback for each lock, in parallel, and removes
+    /// each once answered; a holder that does not answer in time, or
+    /// cannot be reached, is evicted.
+    async fn call_back(self: &Arc<Self>, fid: Fid, locks: Vec<Lock>) -> Result<(), Errno> {
+        let Some(ep) = self.ep.get().cloned() else {
+            // Not serving yet, so no client can have been granted anything.
+            return Err(Errno::EAGAIN);
+        };
+        let mut calls = tokio::task::JoinSet::new();
+        for l in locks {
+            let Owner::Client(holder) = l.owner else { continue };
+            let (ep, ns) = (ep.clone(), self.clone());
+            calls.spawn(async move {
+                ns.stats.callbacks.fetch_add(1, Ordering::Relaxed);
+                let cb =
+                    LdlmCallback::Blocking { target: ns.target, handle: l.handle, fid, extent: l.extent };
+                let body = encode(&cb);
+                let call = ep.call(holder, LDLM_CB_PORTAL, opcode::BL_CALLBACK, &body);
+                let answered = match tokio::time::timeout(ns.cfg.callback_timeout, call).await {
+                    Ok(Ok(r)) => decode::<LdlmCallbackReply>("callback reply", r.body())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    // The holder answered, with an error: it does not hold
+                    // the lock (any more), so it caches nothing under it.
+                    Ok(Err(RpcError::Remote(_))) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer in {:?}", ns.cfg.callback_timeout)),
+                };
+                match answered {
+                    Ok(()) => ns.drop_lock(fid, l.handle),
+                    Err(why) => ns.evict(holder, &why),
+                }
+            });
+        }
+        while let Some(r) = calls.join_next().await {
+            r.map_err(|_| Errno::EIO)?;
+        }
+        Ok(())
+    }
+
+    fn drop_lock(&self, fid: Fid, handle: LockHandle) {
+        if let Some(res) = self.existing(&fid) {
+            let removed = res.state.lock().expect("resource lock").res.remove(handle);
+            res.changed.notify_waiters();
+            if removed.is_some() {
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes every lock `holder` has in this namespace, as Lustre evicts a
+    /// client that does not answer a callback.
+    pub fn evict(&self, holder: ProcessId, why: &str) {
+        let dropped = self.drop_client(holder);
+        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(ns = %self.name, client = %holder, locks = dropped, reason = why, "evicting a client from the lock namespace");
+    }
+
+    /// Drops every lock of `holder`; how many there were.
+    pub fn drop_client(&self, holder: ProcessId) -> usize {
+        let mut n = 0;
+        for res in self.resources() {
+            let mut st = res.state.lock().expect("resource lock");
+            let before = st.res.locks.len();
+            st.res.locks.retain(|l| l.owner != Owner::Client(holder));
+            n += before - st.res.locks.len();
+            drop(st);
+            res.changed.notify_waiters();
+        }
+        n
+    }
+
+    /// The object is gone: so are its locks (its FID is never reused).
+    pub fn forget(&self, fid: Fid) {
+        if let Some(res) = self.existing(&fid) {
+            res.state
+                .lock()
+                .expect("resource lock")
+                .res
+                .locks
+                .retain(|l| matches!(l.owner, Owner::Io { .. }));
+            res.changed.notify_waiters();
+        }
+        self.tidy(fid);
+    }
+
+    /// Drops the locks of holders without a connection at this sweep and
+    /// the one before (a reconnect in between keeps them).
+    fn sweep(&self) {
+        let Some(ep) = self.ep.get() else { return };
+        let mut connected: HashSet<ProcessId> = ep.tcp().connected_peers().into_iter().collect();
+        if let Some(o2ib) = ep.o2ib() {
+            connected.extend(o2ib.connected_peers());
+        }
+        let holders: HashSet<ProcessId> = self
+            .resources()
+            .iter()
+            .flat_map(|r| {
+                let st = r.state.lock().expect("resource lock");
+                st.res
+                    .locks
+                    .iter()
+                    .filter_map(|l| match l.owner {
+                        Owner::Client(c) => Some(c),
+                        Owner::Io { .. } => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let gone: HashSet<ProcessId> = holders.into_iter().filter(|h| !connected.contains(h)).collect();
+        let before = std::mem::replace(&mut *self.unreachable.lock().expect("sweep lock"), gone.clone());
+        for holder in gone.intersection(&before) {
+            let n = self.drop_client(*holder);
+            tracing::info!(ns = %self.name, client = %holder, locks = n, "dropped the locks of a client whose connection is gone");
+        }
+        let fids: Vec<Fid> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.lock().expect("shard lock").keys().copied().collect::<Vec<_>>())
+            .collect();
+        for fid in fids {
+            self.tidy(fid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(pid: u32) -> ProcessId {
+        ProcessId { nid: "10.0.0.1@tcp".parse().unwrap(), pid }
+    }
+
+    fn ns() -> Arc<Namespace> {
+        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default())
+    }
+
+    fn fid() -> Fid {
+        Fid::new(Fid::ost_seq(0), 9)
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_object_are_all_granted_the_whole_object() {
+        let ns = ns();
+        for pid in 1..=3 {
+            let (_, e) = ns
+                .enqueue(client(pid), fid(), LockMode::PR, LockExtent::of_range(0, 4096).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(e, LockExtent::WHOLE);
+        }
+        assert_eq!(ns.lock_count(), 3);
+        assert_eq!(ns.stats().callbacks.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_grant_waits_for_io_over_its_range_and_grows_around_other_io() {
+        let ns = ns();
+        let io = ns.lock_io(client(1), fid(), LockExtent::new(100, 199).unwrap()).await.unwrap();
+        // Clear of the I/O: granted at once, grown up to it.
+        let (_, e) =
+            ns.enqueue(client(2), fid(), LockMode::PR, LockExtent::new(0, 9).unwrap()).await.unwrap();
+        assert_eq!(e, LockExtent::new(0, 99).unwrap());
+        // Over it: waits until the I/O is done.
+        let ns2 = ns.clone();
+        let over = tokio::spawn(async move {
+            ns2.enqueue(client(3), fid(), LockMode::PR, LockExtent::new(150, 150).unwrap()).await
+        });
+        tokio::task::yield_now().await;
+        assert!(!over.is_finished());
+        drop(io);
+        let (_, e) = over.await.unwrap().unwrap();
+        assert_eq!(e, LockExtent::WHOLE);
+        assert_eq!(ns.lock_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn cancels_and_evictions_take_locks_and_empty_objects_leave_the_table() {
+        let ns = ns();
+        let (h, _) = ns.enqueue(client(1), fid(), LockMode::PR, LockExtent::WHOLE).await.unwrap();
+        assert_eq!(ns.cancel(client(2), fid(), h), Err(Errno::EPERM), "only the holder cancels");
+        ns.cancel(client(1), fid(), h).unwrap();
+        assert_eq!(ns.lock_count(), 0);
+        assert!(ns.existing(&fid()).is_none());
+        ns.enqueue(client(1), fid(), LockMode::PW, LockExtent::WHOLE).await.unwrap();
+        ns.evict(client(1), "test");
+        assert_eq!(ns.lock_count(), 0);
+        assert_eq!(ns.stats().evictions.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            ns.enqueue(client(1), fid(), LockMode::PR, LockExtent { start: 5, end: 4 }).await,
+            Err(Errno::EINVAL)
+        );
+    }
+}
