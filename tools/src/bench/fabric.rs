@@ -86,11 +86,7 @@ impl Service for Sink {
 }
 
 fn decode_handle(b: &[u8]) -> Result<BulkHandle, Errno> {
-    let word = |i: usize| b.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-    match (word(0), word(8), word(16)) {
-        (Some(addr), Some(len), Some(key)) => Ok(BulkHandle { addr, len, key }),
-        _ => Err(Errno::EINVAL),
-    }
+    BulkHandle::from_bytes(b).map_err(|_| Errno::EINVAL)
 }
 
 thread_local! {
@@ -253,7 +249,7 @@ async fn bulk_bytes(
             let access = if op == PUSH { Access::Write } else { Access::Read };
             let ex = client.registry().expose(&buf, access);
             let h = ex.handle();
-            let body = [h.addr.to_le_bytes(), h.len.to_le_bytes(), h.key.to_le_bytes()].concat();
+            let body = h.to_bytes();
             let mut bytes = 0u64;
             while Instant::now() < end {
                 client.call(peer, PORTAL, op, &body).await?;
