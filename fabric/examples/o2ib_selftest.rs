@@ -752,12 +752,79 @@ async fn rpc(args: &Args) -> Res<()> {
             o2ib.rdma_read_bytes.load(Ordering::Relaxed) + o2ib.rdma_write_bytes.load(Ordering::Relaxed);
         ensure(rdma == (5 * MIB) as u64, format!("the server moved {rdma} bytes by RDMA"))?;
         ensure(server.tcp().stats().rx_msgs.load(Ordering::Relaxed) == 0, "requests came by tcp")?;
-        Ok(())
+        prometheus_figures(&server, &client)
     }
     .await;
     client.shutdown();
     server.shutdown();
     result
+}
+
+/// The sample of `name` in `fams` whose labels include `labels`.
+fn sample(fams: &[prometheus::proto::MetricFamily], name: &str, labels: &[(&str, &str)]) -> Res<f64> {
+    let f = fams.iter().find(|f| f.name() == name).ok_or(format!("no metric {name}"))?;
+    let m = f
+        .get_metric()
+        .iter()
+        .find(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+        .ok_or(format!("no {name} with {labels:?}"))?;
+    Ok(match f.get_field_type() {
+        prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+        _ => m.get_counter().get_value(),
+    })
+}
+
+/// What the `rpc` check moved, as Prometheus sees it on both sides: the
+/// server's RDMA bytes per peer, messages per peer both ways, credits, no
+/// tcp traffic and no fallback, and no exposure left registered.
+fn prometheus_figures(server: &Endpoint, client: &Endpoint) -> Res<()> {
+    use prometheus::core::Collector;
+    let s = fabric::metrics::FabricCollector::new(server).collect();
+    let c = fabric::metrics::FabricCollector::new(client).collect();
+    let (sid, cid) = (o2ib_server_of(server)?, o2ib_client_of(client)?);
+    let at_client = [("lnd", "o2ib"), ("peer", cid.as_str())];
+    let at_server = [("lnd", "o2ib"), ("peer", sid.as_str())];
+    let read = sample(&s, "glint_fabric_rdma_read_bytes_total", &at_client)?;
+    let written = sample(&s, "glint_fabric_rdma_write_bytes_total", &at_client)?;
+    ensure(
+        read == (4 * MIB) as f64 && written == MIB as f64,
+        format!("server RDMA read {read}, wrote {written}"),
+    )?;
+    let sent = sample(&c, "glint_fabric_tx_messages_total", &at_server)?;
+    let got = sample(&s, "glint_fabric_rx_messages_total", &at_client)?;
+    ensure(sent == 35.0 && got == 35.0, format!("35 requests: client sent {sent}, server got {got}"))?;
+    let replies = sample(&c, "glint_fabric_rx_messages_total", &at_server)?;
+    ensure(replies == 35.0, format!("35 replies, client got {replies}"))?;
+    let credits = sample(&c, "glint_fabric_peer_credits", &at_server)?;
+    ensure(credits > 0.0, "no credits left for the server")?;
+    ensure(sample(&c, "glint_fabric_ni_up", &[("lnd", "o2ib")])? == 1.0, "o2ib NI not up")?;
+    ensure(sample(&c, "glint_fabric_tcp_fallbacks_total", &[])? == 0.0, "fallbacks counted")?;
+    ensure(
+        sample(&c, "glint_fabric_rdma_exposures", &[("lnd", "o2ib")])? == 0.0,
+        "an exposure is still registered after its RPC",
+    )?;
+    let tcp_bytes: f64 = s
+        .iter()
+        .filter(|f| f.name() == "glint_fabric_rx_bytes_total" || f.name() == "glint_fabric_tx_bytes_total")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| m.get_label().iter().any(|l| l.name() == "lnd" && l.value() == "tcp"))
+        .map(|m| m.get_counter().get_value())
+        .sum();
+    ensure(tcp_bytes == 0.0, format!("the server moved {tcp_bytes} bytes over tcp"))?;
+    println!(
+        "prometheus: server RDMA read {read} B, wrote {written} B; {got} requests, {replies} replies over o2ib"
+    );
+    Ok(())
+}
+
+fn o2ib_server_of(ep: &Endpoint) -> Res<String> {
+    let nid = ep.o2ib().ok_or("no o2ib NI")?.nid();
+    Ok(ProcessId { nid, pid: Pid::SERVER }.to_string())
+}
+
+fn o2ib_client_of(ep: &Endpoint) -> Res<String> {
+    let nid = ep.o2ib().ok_or("no o2ib NI")?.nid();
+    Ok(ProcessId { nid, pid: ep.id().pid }.to_string())
 }
 
 async fn fallback_switched_off(args: &Args) -> Res<()> {
