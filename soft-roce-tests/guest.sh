@@ -122,9 +122,7 @@ perf() { # TOOL LABEL SERVER-ADDRESS ARGS...
 # The yardstick, as briefed: rxe0, 127.0.0.1, GID index 1.
 perf ib_write_bw rxe0-lo 127.0.0.1 -d rxe0 -x 1
 perf ib_read_bw rxe0-lo 127.0.0.1 -d rxe0 -x 1
-# The same over rdma_cm on the device the verbs layer uses.
-perf ib_write_bw rxe1-cm "$CM_ADDR" -d rxe1 -R
-perf ib_read_bw rxe1-cm "$CM_ADDR" -d rxe1 -R
+# The same over rdma_cm on rxe1 runs beside the o2ib LND's bandwidth below.
 echo "perftest_done=$(now)" >>"$R/guest-timing"
 
 # --- the glint verbs layer -------------------------------------------------
@@ -142,9 +140,19 @@ fi
 echo "verbs_done=$(now)" >>"$R/guest-timing"
 
 # --- the o2ib LND and RPC over it ------------------------------------------
-timeout 400 "$O2IBTEST" --addr "$CM_ADDR" --port "$O2IB_PORT" --tcp-port "$O2IB_TCP_PORT" --mode all \
-    --seconds "$VERBS_SECONDS" >"$R/o2ib_selftest.txt" 2>&1
+timeout 400 "$O2IBTEST" --addr "$CM_ADDR" --port "$O2IB_PORT" --tcp-port "$O2IB_TCP_PORT" --mode checks \
+    >"$R/o2ib_selftest.txt" 2>&1
 rc=$?
+# Each bandwidth right after perftest's on the same device through
+# rdma_cm: the emulated machine's speed drifts within minutes, so figures
+# taken apart do not compare.
+for op in WRITE READ; do
+    tool=ib_write_bw
+    [ "$op" = READ ] && tool=ib_read_bw
+    perf "$tool" rxe1-cm "$CM_ADDR" -d rxe1 -R
+    timeout 120 "$O2IBTEST" --addr "$CM_ADDR" --port "$((O2IB_PORT + 20))" --tcp-port "$((O2IB_TCP_PORT + 30))" \
+        --mode bench --only "RDMA $op" --seconds "$VERBS_SECONDS" >>"$R/o2ib_selftest.txt" 2>&1 || rc=1
+done
 cat "$R/o2ib_selftest.txt"
 grep -E '^(PASS|FAIL) ' "$R/o2ib_selftest.txt" | sed 's/^\(PASS\|FAIL\) /\1 o2ib: /' >>"$R/status"
 grep -E '^o2ib-lnd-bw ' "$R/o2ib_selftest.txt" >>"$R/bandwidth"
@@ -158,7 +166,7 @@ ratio() { # OP TOOL LABEL
     local lnd ref
     lnd=$(awk -v op="$1" '$1 == "o2ib-lnd-bw" && $2 == op { sub("MiB/s=", "", $6); print $6 }' "$R/bandwidth")
     ref=$(awk -v t="$2 ($3)" 'index($0, t) == 1 { sub(".*MiB/s=", ""); print }' "$R/bandwidth")
-    [ -n "$lnd" ] && [ -n "$ref" ] &&
+    [ -n "$lnd" ] && [ -n "$ref" ] && awk -v b="$ref" 'BEGIN { exit !(b > 0) }' &&
         awk -v a="$lnd" -v b="$ref" -v op="$1" -v t="$2 ($3)" \
             'BEGIN { printf "ratio o2ib LND %s %.1f MiB/s / %s %.2f MiB/s = %.0f%%\n", op, a, t, b, 100 * a / b }'
 }
