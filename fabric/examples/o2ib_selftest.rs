@@ -551,6 +551,11 @@ async fn forged(server: &mut Node, client: &mut Node, pool: &Arc<BufferPool>) ->
     }
     let refused = client.lnd.stats().bulk_refused.load(Ordering::Relaxed) - refused_before;
     ensure(refused == 4, format!("the owner counted {refused} refusals"))?;
+    // The genuine handle without an rkey goes by the grant.
+    buf.io_mut().as_mut_slice()[..64 * 1024].fill(0xee);
+    let (b, r) = server.lnd.bulk_get(client.id, h, buf, 0).await;
+    r.map_err(|e| format!("a genuine handle without an rkey: {e}"))?;
+    ensure(verify(b.io().as_slice(), 64 * 1024, 3), "the granted READ moved the wrong bytes")?;
     // The connection survives the owner's refusals.
     client.lnd.send(server.id, &[b"still here"]).await?;
     let (_, m) = server.recv().await?;
