@@ -220,6 +220,16 @@ const FABRIC: &[FamilySpec] = &[
         "Bulk bytes received from a peer.",
         &["lnd", "peer"],
     ),
+    FamilySpec::counter(
+        "glint_fabric_rdma_read_bytes_total",
+        "Bytes this node read from a peer's memory by RDMA READ (o2ib: a write RPC's data).",
+        &["lnd", "peer"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_rdma_write_bytes_total",
+        "Bytes this node wrote into a peer's memory by RDMA WRITE (o2ib: a read RPC's data).",
+        &["lnd", "peer"],
+    ),
     FamilySpec::gauge(
         "glint_fabric_peer_credits",
         "Credits available now for sending immediate messages to a connected peer.",
@@ -246,6 +256,26 @@ const FABRIC: &[FamilySpec] = &[
     FamilySpec::counter(
         "glint_fabric_bulk_refused_total",
         "Bulk transfers refused because the named buffer was not exposed for it.",
+        &["lnd"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_rdma_refused_total",
+        "RDMA this node started that the peer's HCA refused (bad rkey, range or direction).",
+        &["lnd"],
+    ),
+    FamilySpec::counter(
+        "glint_fabric_error_completions_total",
+        "Work requests that completed with an error (the connection is dropped).",
+        &["lnd"],
+    ),
+    FamilySpec::gauge(
+        "glint_fabric_rdma_exposures",
+        "Ranges this node exposes now with an RDMA registration (their rkeys are live).",
+        &["lnd"],
+    ),
+    FamilySpec::gauge(
+        "glint_fabric_ni_up",
+        "Whether an NI this node is configured with runs (0: o2ib configured, but no RDMA device).",
         &["lnd"],
     ),
     FamilySpec::counter("glint_fabric_rpc_requests_sent_total", "RPC requests sent (first sends).", &[]),
@@ -278,6 +308,11 @@ const FABRIC: &[FamilySpec] = &[
         "Calls to a peer of an RDMA network that went over tcp instead.",
         &[],
     ),
+    FamilySpec::counter(
+        "glint_fabric_peer_tcp_fallbacks_total",
+        "Messages to one peer of an RDMA network that went over tcp instead.",
+        &["peer"],
+    ),
     FamilySpec::gauge(
         "glint_fabric_rpcs_in_flight",
         "RPC requests this node sent and awaits replies to.",
@@ -298,6 +333,52 @@ impl FabricCollector {
     }
 }
 
+impl FabricCollector {
+    /// The o2ib NI's counters, labelled `lnd` with its network (`o2ib`,
+    /// `o2ib1`, ...); an NI configured but down shows only `ni_up` 0.
+    fn collect_o2ib(&self, s: &mut Scrape) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let Some(o2ib) = self.ep.o2ib() else {
+            if self.ep.o2ib_down().is_some() {
+                s.add("glint_fabric_ni_up", &["o2ib"], 0.0);
+            }
+            return;
+        };
+        let lnd = crate::lnd::Lnd::net(o2ib).to_string();
+        let mut live = 0;
+        for (peer, st) in o2ib.peer_stats() {
+            let p = peer.to_string();
+            let labels = [lnd.as_str(), p.as_str()];
+            let (read, written) = (load(&st.rdma_read_bytes), load(&st.rdma_write_bytes));
+            s.add("glint_fabric_tx_messages_total", &labels, load(&st.tx_msgs));
+            s.add("glint_fabric_rx_messages_total", &labels, load(&st.rx_msgs));
+            s.add("glint_fabric_tx_bytes_total", &labels, load(&st.tx_bytes) + written);
+            s.add("glint_fabric_rx_bytes_total", &labels, load(&st.rx_bytes) + read);
+            s.add("glint_fabric_bulk_tx_bytes_total", &labels, written);
+            s.add("glint_fabric_bulk_rx_bytes_total", &labels, read);
+            s.add("glint_fabric_rdma_read_bytes_total", &labels, read);
+            s.add("glint_fabric_rdma_write_bytes_total", &labels, written);
+            if let Some(c) = o2ib.peer_credits(peer) {
+                live += 1;
+                s.add("glint_fabric_peer_credits", &labels, f64::from(c));
+            }
+        }
+        let l = [lnd.as_str()];
+        let t = o2ib.stats();
+        let (registered, deregistered) = o2ib.exposure_registrations();
+        s.add("glint_fabric_peers", &l, f64::from(live));
+        s.add("glint_fabric_connects_total", &l, load(&t.connects));
+        s.add("glint_fabric_reconnects_total", &l, load(&t.reconnects));
+        s.add("glint_fabric_disconnects_total", &l, load(&t.disconnects));
+        s.add("glint_fabric_frames_refused_total", &l, load(&t.protocol_errors));
+        s.add("glint_fabric_bulk_refused_total", &l, load(&t.bulk_refused));
+        s.add("glint_fabric_rdma_refused_total", &l, load(&t.rdma_refused));
+        s.add("glint_fabric_error_completions_total", &l, load(&t.error_completions));
+        s.add("glint_fabric_rdma_exposures", &l, registered.saturating_sub(deregistered) as f64);
+        s.add("glint_fabric_ni_up", &l, 1.0);
+    }
+}
+
 impl Collector for FabricCollector {
     fn desc(&self) -> Vec<&Desc> {
         let mut d = self.families.descs();
@@ -310,7 +391,7 @@ impl Collector for FabricCollector {
         let tcp = self.ep.tcp();
         let lnd = crate::lnd::Lnd::net(tcp).to_string();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let mut live = 0;
+        let mut live = 0u32;
         for (peer, st) in tcp.peer_stats() {
             let p = peer.to_string();
             let labels = [lnd.as_str(), p.as_str()];
@@ -334,6 +415,8 @@ impl Collector for FabricCollector {
         s.add("glint_fabric_checksum_errors_total", &l, load(&t.checksum_errors));
         s.add("glint_fabric_frames_refused_total", &l, load(&t.frames_refused));
         s.add("glint_fabric_bulk_refused_total", &l, load(&t.bulk_refused));
+        s.add("glint_fabric_ni_up", &l, 1.0);
+        self.collect_o2ib(&mut s);
         let r = self.ep.stats();
         s.add("glint_fabric_rpc_requests_sent_total", &[], load(&r.requests_sent));
         s.add("glint_fabric_rpc_resends_total", &[], load(&r.resends));
@@ -343,6 +426,13 @@ impl Collector for FabricCollector {
         s.add("glint_fabric_rpc_replays_total", &[], load(&r.replays));
         s.add("glint_fabric_rpc_bad_messages_total", &[], load(&r.bad_messages));
         s.add("glint_fabric_tcp_fallbacks_total", &[], load(&r.tcp_fallbacks));
+        for route in self.ep.peer_routes() {
+            s.add(
+                "glint_fabric_peer_tcp_fallbacks_total",
+                &[&route.peer.to_string()],
+                route.fallbacks as f64,
+            );
+        }
         s.add("glint_fabric_rpc_dispatch_overflows_total", &[], load(&r.dispatch_overflows));
         for (cpt, n) in self.ep.service_threads().into_iter().enumerate() {
             s.add("glint_fabric_rpc_service_threads", &[&cpt.to_string()], n as f64);

@@ -32,6 +32,7 @@ fn handle(body: &[u8]) -> BulkHandle {
         addr: u64::from_le_bytes(body[0..8].try_into().unwrap()),
         len: u64::from_le_bytes(body[8..16].try_into().unwrap()),
         key: u64::from_le_bytes(body[16..24].try_into().unwrap()),
+        rkey: None,
     }
 }
 

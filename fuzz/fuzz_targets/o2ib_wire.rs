@@ -1,10 +1,13 @@
 //! The o2ib LND's message header and hello, as a peer could send them:
 //! decode never panics, a decoded header re-encodes to the bytes it came
 //! from (all but the reserved tail) and agrees with the message's length,
-//! and a decoded hello round-trips.
+//! and a decoded hello round-trips; a bulk handle (what a request carries
+//! for the peer to RDMA, rkey included) decodes only from its exact
+//! encoding.
 
 #![no_main]
 
+use fabric::memory::BulkHandle;
 use fabric::o2ib::wire::{HEADER_LEN, Header, Hello};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,5 +24,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(hello) = Hello::decode(data) {
         assert_eq!(Hello::decode(&hello.encode()).expect("an encoded hello decodes"), hello);
+    }
+    if let Ok(h) = BulkHandle::from_bytes(data) {
+        assert_eq!(&h.to_bytes()[..], data, "a handle decoded from bytes it does not encode to");
     }
 });

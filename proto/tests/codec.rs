@@ -10,7 +10,8 @@ fn fid() -> impl Strategy<Value = Fid> {
 }
 
 fn handle() -> impl Strategy<Value = BulkHandle> {
-    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(addr, len, key)| BulkHandle { addr, len, key })
+    (any::<u64>(), any::<u64>(), any::<u64>(), any::<Option<u32>>())
+        .prop_map(|(addr, len, key, rkey)| BulkHandle { addr, len, key, rkey })
 }
 
 fn ost_request() -> impl Strategy<Value = OstRequest> {

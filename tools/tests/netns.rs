@@ -509,7 +509,9 @@ const PUSH: u16 = 3;
 fn handle_of(body: &[u8]) -> Result<(BulkHandle, u64), Errno> {
     let word = |i: usize| body.get(i * 8..i * 8 + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
     match (word(0), word(1), word(2), word(3)) {
-        (Some(addr), Some(len), Some(key), Some(seed)) => Ok((BulkHandle { addr, len, key }, seed)),
+        (Some(addr), Some(len), Some(key), Some(seed)) => {
+            Ok((BulkHandle { addr, len, key, rkey: None }, seed))
+        }
         _ => Err(Errno::EINVAL),
     }
 }

@@ -3,7 +3,7 @@ use super::region::{IoBuf, Region};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a peer may do with an exposed range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,21 +15,85 @@ pub enum Access {
 }
 
 /// What a node hands a peer so the peer may read or write one range of its
-/// registered memory: address, length and key, as an RDMA rkey.
+/// registered memory: address, length and key, as an RDMA rkey. When the
+/// node has an o2ib NI the range is also registered with its HCA for
+/// exactly that access, and `rkey` names the registration, so the peer
+/// RDMAs at once (as o2iblnd's `kib_rdma_desc` carries it) and the HCA
+/// refuses any byte outside it; the tcp LND checks `key` instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BulkHandle {
     pub addr: u64,
     pub len: u64,
     pub key: u64,
+    pub rkey: Option<u32>,
 }
+
+/// Bytes of a handle in its fixed encoding ([`BulkHandle::to_bytes`]).
+pub const HANDLE_LEN: usize = 29;
+
+/// Why bytes are not a bulk handle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    #[error("a bulk handle is {HANDLE_LEN} bytes, got {0} (24 is the older form without an rkey)")]
+    Length(usize),
+    #[error("unknown bulk handle flags {0:#x}")]
+    Flags(u8),
+    #[error("bulk handle without an rkey flag carries rkey {0:#x}")]
+    StrayRkey(u32),
+}
+
+const HAS_RKEY: u8 = 1;
 
 impl BulkHandle {
     /// The sub-range `[off, off+len)` of this handle, or `None` if it
     /// reaches outside.
     pub fn slice(&self, off: u64, len: u64) -> Option<BulkHandle> {
         let end = off.checked_add(len)?;
-        (end <= self.len).then(|| BulkHandle { addr: self.addr + off, len, key: self.key })
+        (end <= self.len).then(|| BulkHandle { addr: self.addr + off, len, ..*self })
     }
+
+    /// The fixed encoding, for messages that carry a handle without the
+    /// codec: `addr u64 | len u64 | key u64 | flags u8 | rkey u32`, little
+    /// endian, flags bit 0 saying whether `rkey` is there.
+    pub fn to_bytes(&self) -> [u8; HANDLE_LEN] {
+        let mut b = [0u8; HANDLE_LEN];
+        b[0..8].copy_from_slice(&self.addr.to_le_bytes());
+        b[8..16].copy_from_slice(&self.len.to_le_bytes());
+        b[16..24].copy_from_slice(&self.key.to_le_bytes());
+        if let Some(rkey) = self.rkey {
+            b[24] = HAS_RKEY;
+            b[25..29].copy_from_slice(&rkey.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes exactly [`HANDLE_LEN`] bytes of [`BulkHandle::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<BulkHandle, HandleError> {
+        let b: &[u8; HANDLE_LEN] = b.try_into().map_err(|_| HandleError::Length(b.len()))?;
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let rkey = u32::from_le_bytes(b[25..29].try_into().expect("4 bytes"));
+        let rkey = match b[24] {
+            0 if rkey == 0 => None,
+            0 => return Err(HandleError::StrayRkey(rkey)),
+            HAS_RKEY => Some(rkey),
+            f => return Err(HandleError::Flags(f)),
+        };
+        Ok(BulkHandle { addr: u64_at(0), len: u64_at(8), key: u64_at(16), rkey })
+    }
+}
+
+/// Registers exposed ranges with an RDMA device, so their handles carry an
+/// rkey. The o2ib NI of a node installs one in its registry.
+pub trait RemoteKeys: Send + Sync + 'static {
+    /// Registers `[addr, addr+len)` of `region` for exactly `access` by
+    /// peers; returns the rkey and what deregisters it when dropped.
+    fn register(
+        &self,
+        region: &Arc<Region>,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> std::io::Result<(u32, Box<dyn std::any::Any + Send + Sync>)>;
 }
 
 struct Entry {
@@ -37,6 +101,9 @@ struct Entry {
     addr: u64,
     len: u64,
     access: Access,
+    /// The HCA registration behind the handle's rkey: dropped with the
+    /// entry, so the rkey dies when the exposure does.
+    _rdma: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 const SHARDS: usize = 16;
@@ -47,6 +114,7 @@ pub struct MemoryRegistry {
     shards: [Mutex<HashMap<u64, Entry>>; SHARDS],
     counter: AtomicU64,
     secret: u64,
+    rdma: OnceLock<Arc<dyn RemoteKeys>>,
 }
 
 /// A range exposed to peers; dropping it withdraws the key.
@@ -119,7 +187,14 @@ impl MemoryRegistry {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             counter: AtomicU64::new(1),
             secret: random_u64(),
+            rdma: OnceLock::new(),
         })
+    }
+
+    /// Makes every later exposure register its range with `keys` too. The
+    /// first caller wins (one o2ib NI per registry); `false` for the rest.
+    pub fn set_remote_keys(&self, keys: Arc<dyn RemoteKeys>) -> bool {
+        self.rdma.set(keys).is_ok()
     }
 
     fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Entry>> {
@@ -146,8 +221,24 @@ impl MemoryRegistry {
         if key == 0 {
             key = 1;
         }
-        let handle = BulkHandle { addr: buf.addr() + off as u64, len: len as u64, key };
-        let entry = Entry { region: buf.region().clone(), addr: handle.addr, len: handle.len, access };
+        let mut handle = BulkHandle { addr: buf.addr() + off as u64, len: len as u64, key, rkey: None };
+        // A range the HCA cannot register still goes by the owner's check
+        // (the o2ib LND asks for a grant), so this is not an error.
+        let rdma = match self.rdma.get() {
+            Some(keys) if len > 0 => match keys.register(buf.region(), handle.addr, handle.len, access) {
+                Ok((rkey, reg)) => {
+                    handle.rkey = Some(rkey);
+                    Some(reg)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, addr = handle.addr, len, "cannot register an exposed range for RDMA");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let entry =
+            Entry { region: buf.region().clone(), addr: handle.addr, len: handle.len, access, _rdma: rdma };
         self.shard(key).lock().expect("registry lock").insert(key, entry);
         Ok(Exposure { registry: self.clone(), handle })
     }
@@ -184,7 +275,11 @@ impl Exposure {
 
 impl Drop for Exposure {
     fn drop(&mut self) {
-        self.registry.shard(self.handle.key).lock().expect("registry lock").remove(&self.handle.key);
+        // Deregistration happens after the lock is released: it is a
+        // system call that waits for the HCA.
+        let gone =
+            self.registry.shard(self.handle.key).lock().expect("registry lock").remove(&self.handle.key);
+        drop(gone);
     }
 }
 
@@ -213,7 +308,83 @@ mod tests {
         assert_eq!(reg.exposed_count(), 0);
     }
 
+    #[test]
+    fn the_older_handle_form_and_bad_flags_are_refused() {
+        let h = BulkHandle { addr: 1, len: 2, key: 3, rkey: None };
+        assert_eq!(BulkHandle::from_bytes(&h.to_bytes()[..24]), Err(HandleError::Length(24)));
+        let mut b = h.to_bytes();
+        b[24] = 2;
+        assert_eq!(BulkHandle::from_bytes(&b), Err(HandleError::Flags(2)));
+        let mut b = h.to_bytes();
+        b[25] = 7;
+        assert_eq!(BulkHandle::from_bytes(&b), Err(HandleError::StrayRkey(7)));
+    }
+
+    struct Keys(std::sync::atomic::AtomicUsize, Arc<AtomicU64>);
+
+    struct Reg(Arc<AtomicU64>);
+
+    impl Drop for Reg {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl RemoteKeys for Keys {
+        fn register(
+            &self,
+            _: &Arc<Region>,
+            _: u64,
+            len: u64,
+            access: Access,
+        ) -> std::io::Result<(u32, Box<dyn std::any::Any + Send + Sync>)> {
+            if access == Access::Write && len > 4096 {
+                return Err(std::io::Error::other("too big"));
+            }
+            let n = self.0.fetch_add(1, Ordering::Relaxed) as u32;
+            Ok((0x100 + n, Box::new(Reg(self.1.clone()))))
+        }
+    }
+
+    #[test]
+    fn an_exposure_carries_its_rkey_and_deregisters_when_withdrawn() {
+        let reg = MemoryRegistry::new();
+        let dropped = Arc::new(AtomicU64::new(0));
+        assert!(reg.set_remote_keys(Arc::new(Keys(Default::default(), dropped.clone()))));
+        assert!(
+            !reg.set_remote_keys(Arc::new(Keys(Default::default(), dropped.clone()))),
+            "one per registry"
+        );
+        let buf = IoBuf::alloc(8192, None).unwrap();
+        let ex = reg.expose_range(&buf, 0, 4096, Access::Read).unwrap();
+        assert_eq!(ex.handle().rkey, Some(0x100));
+        assert_eq!(ex.handle().slice(8, 8).unwrap().rkey, Some(0x100));
+        // A range the device refuses still gets a handle, without an rkey.
+        let big = reg.expose(&buf, Access::Write);
+        assert_eq!(big.handle().rkey, None);
+        let empty = reg.expose_range(&buf, 0, 0, Access::Read).unwrap();
+        assert_eq!(empty.handle().rkey, None, "nothing to register");
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+        drop(ex);
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "withdrawing the exposure deregisters");
+        drop((big, empty));
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+    }
+
     proptest! {
+        #[test]
+        fn handles_round_trip_their_fixed_encoding(addr: u64, len: u64, key: u64, rkey: Option<u32>) {
+            let h = BulkHandle { addr, len, key, rkey };
+            prop_assert_eq!(BulkHandle::from_bytes(&h.to_bytes()), Ok(h));
+        }
+
+        #[test]
+        fn decoding_any_bytes_never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(h) = BulkHandle::from_bytes(&b) {
+                prop_assert_eq!(&h.to_bytes()[..], &b[..]);
+            }
+        }
+
         #[test]
         fn resolve_accepts_exactly_the_exposed_range(off in 0u64..3000, len in 0u64..3000,
                                                       qoff in 0u64..6000, qlen in 0u64..6000) {

@@ -10,7 +10,7 @@ mod exposure;
 mod pool;
 mod region;
 
-pub use exposure::{Access, BulkHandle, Exposure, MemoryRegistry};
+pub use exposure::{Access, BulkHandle, Exposure, HANDLE_LEN, HandleError, MemoryRegistry, RemoteKeys};
 pub use pool::{BufferPool, PoolBuf};
 pub use region::{IoBuf, Region};
 

@@ -9,10 +9,15 @@
 //!   their own, so messages the layer above holds never block them (see
 //!   `credits`).
 //! - Bulk is one-sided and driven by the side that calls `bulk_get` /
-//!   `bulk_put` (the server): it asks the owner of the range for the rkey
-//!   (a BulkReq, which the owner checks against its exposures, byte range
-//!   and direction, on every use), then RDMA READs or WRITEs straight
-//!   between the two registered buffers. Registrations are cached.
+//!   `bulk_put` (the server). The handle the owner sent in its request
+//!   carries the rkey of a registration of exactly the exposed range and
+//!   direction (see `exposed`), so the server RDMA READs or WRITEs at
+//!   once, straight between the two registered buffers, and the HCA
+//!   refuses any other byte or direction. A handle without an rkey (its
+//!   owner had no o2ib NI when it exposed the range) costs a round trip
+//!   first: a BulkReq, which the owner checks against its exposures, and
+//!   a grant of a cached registration. The server's own buffers are
+//!   registered once and cached.
 //! - One poller thread sleeps on the completion channel and the rdma_cm
 //!   channels and hands completions on: messages to `Deliver`, bulk
 //!   completions to the waiting futures.
@@ -20,8 +25,10 @@
 //!   connection down, fails what waited on it and calls `peer_down`.
 
 use super::cm::connect_watched;
+use super::exposed::ExposureKeys;
 use super::peer::{Conn, GrantResult, Waiter, pump, try_post};
 use super::reg_cache::{RegCache, RegCacheStats};
+use super::stats::{O2ibStats, PeerStats};
 use super::wire::{HEADER_LEN, Header, Hello, MsgType};
 use super::{ConnConfig, Hca, Listener, O2ibError, RemoteBuf};
 use crate::lnd::{BulkBuf, Deliver, Lnd, LndError, MAX_BULK, MAX_IMMEDIATE};
@@ -88,29 +95,8 @@ impl O2ibConfig {
     }
 }
 
-/// Counters of one o2ib NI.
-#[derive(Default, Debug)]
-pub struct O2ibStats {
-    pub tx_msgs: AtomicU64,
-    pub rx_msgs: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    /// Bytes this node moved by RDMA READ (bulk_get).
-    pub rdma_read_bytes: AtomicU64,
-    /// Bytes this node moved by RDMA WRITE (bulk_put).
-    pub rdma_write_bytes: AtomicU64,
-    pub connects: AtomicU64,
-    pub disconnects: AtomicU64,
-    /// Bulk requests of peers this node refused (unknown key, outside the
-    /// exposed range, wrong direction).
-    pub bulk_refused: AtomicU64,
-    /// Work requests that completed with an error.
-    pub error_completions: AtomicU64,
-    /// Messages that broke the protocol (the connection was dropped).
-    pub protocol_errors: AtomicU64,
-}
-
 struct PeerSlot {
+    stats: Arc<PeerStats>,
     conn: Mutex<Option<Arc<Conn>>>,
     incarnation: Mutex<Option<u64>>,
     connecting: tokio::sync::Mutex<()>,
@@ -136,6 +122,9 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     next_cookie: AtomicU64,
     pub(crate) stats: O2ibStats,
+    /// Exposures of this node registered for RDMA, and those withdrawn.
+    exposures_registered: Arc<AtomicU64>,
+    exposures_deregistered: Arc<AtomicU64>,
     pub(crate) shutdown: AtomicBool,
     /// An eventfd that wakes the poller.
     pub(crate) wake: OwnedFd,
@@ -200,12 +189,20 @@ impl Inner {
             .entry(id)
             .or_insert_with(|| {
                 Arc::new(PeerSlot {
+                    stats: Arc::new(PeerStats::default()),
                     conn: Mutex::new(None),
                     incarnation: Mutex::new(None),
                     connecting: tokio::sync::Mutex::new(()),
                 })
             })
             .clone()
+    }
+
+    /// Names the peer at the other end of `conn`, so what moves on it is
+    /// counted as that peer's.
+    pub(crate) fn bind_peer(&self, conn: &Conn, peer: ProcessId) {
+        let _ = conn.peer.set(peer);
+        let _ = conn.stats.set(self.peer_slot(peer).stats.clone());
     }
 
     fn current(&self, id: ProcessId) -> Option<Arc<Conn>> {
@@ -238,6 +235,9 @@ impl Inner {
         let restarted = inc.is_some_and(|i| i != incarnation);
         if conn.is_dead() {
             return;
+        }
+        if inc.is_some() {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         let old = cur.replace(conn.clone());
         *inc = Some(incarnation);
@@ -362,7 +362,7 @@ impl Inner {
         );
         // Known before the hello, so a message that follows the peer's hello
         // at once is handed up with its sender.
-        let _ = conn.peer.set(peer);
+        self.bind_peer(&conn, peer);
         let (tx, rx) = tokio::sync::oneshot::channel();
         *conn.hello_tx.lock().expect("hello lock") = Some(tx);
         self.adopt(conn.clone());
@@ -456,14 +456,44 @@ impl Inner {
             Err(e) => return (buf, Err(LndError::Io(std::io::Error::other(e.to_string())))),
         };
         let local_off = (buf.io().addr() - local.addr()) as usize + off;
-
-        // Ask the owner for the rkey; it checks key, range and direction.
         let cookie = self.next_cookie.fetch_add(1, Ordering::Relaxed);
+        let rkey = match remote.rkey {
+            // The handle carries its registration: the HCA checks it.
+            Some(rkey) => rkey,
+            None => match self.grant(&conn, peer, cookie, write, remote).await {
+                Ok(rkey) => rkey,
+                Err(e) => return (buf, Err(e)),
+            },
+        };
+        self.rdma(
+            conn,
+            write,
+            peer,
+            cookie,
+            &local,
+            local_off,
+            RemoteBuf { addr: remote.addr, len: len as u32, rkey },
+            buf,
+        )
+        .await
+    }
+
+    /// Asks the owner of `remote` for an rkey covering it (a handle made
+    /// before the owner had an o2ib NI carries none); the owner checks key,
+    /// range and direction against its exposures.
+    async fn grant(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        peer: ProcessId,
+        cookie: u64,
+        write: bool,
+        remote: BulkHandle,
+    ) -> Result<u32, LndError> {
         let (gtx, grx) = tokio::sync::oneshot::channel::<GrantResult>();
         {
             let mut st = conn.lock();
             if st.verbs.is_none() {
-                return (buf, Err(LndError::ConnectionLost { peer }));
+                return Err(LndError::ConnectionLost { peer });
             }
             st.grants.insert(cookie, gtx);
         }
@@ -473,17 +503,33 @@ impl Inner {
         req.addr = remote.addr;
         req.blen = remote.len;
         req.status = i32::from(write);
-        if let Err(e) = self.post(&conn, peer, req, &[]).await {
+        if let Err(e) = self.post(conn, peer, req, &[]).await {
             conn.lock().grants.remove(&cookie);
-            return (buf, Err(e));
+            return Err(e);
         }
-        let rkey = match grx.await {
-            Ok(Ok(rkey)) => rkey,
-            Ok(Err(errno)) => return (buf, Err(LndError::BulkRefused { peer, errno })),
-            Err(_) => return (buf, Err(LndError::ConnectionLost { peer })),
-        };
+        match grx.await {
+            Ok(Ok(rkey)) => Ok(rkey),
+            Ok(Err(errno)) => Err(LndError::BulkRefused { peer, errno }),
+            Err(_) => Err(LndError::ConnectionLost { peer }),
+        }
+    }
 
-        let target = RemoteBuf { addr: remote.addr, len: len as u32, rkey };
+    /// Posts the RDMA READ (`write` false) or WRITE between
+    /// `local[local_off..]` and `target` when an RDMA slot is free, and
+    /// waits for its completion.
+    #[allow(clippy::too_many_arguments)]
+    async fn rdma<B: BulkBuf>(
+        self: &Arc<Self>,
+        conn: Arc<Conn>,
+        write: bool,
+        peer: ProcessId,
+        cookie: u64,
+        local: &Arc<super::Registration>,
+        local_off: usize,
+        target: RemoteBuf,
+        buf: B,
+    ) -> (B, Result<(), LndError>) {
+        let len = target.len;
         let (waiter, rx) = Waiter::new(buf, peer);
         let mut waiter = Some(waiter);
         loop {
@@ -498,9 +544,9 @@ impl Inner {
                 };
                 if verbs.free_rdma_slots() > 0 {
                     let posted = if write {
-                        verbs.post_write(cookie, &local, local_off, target)
+                        verbs.post_write(cookie, local, local_off, target)
                     } else {
-                        verbs.post_read(cookie, &local, local_off, target)
+                        verbs.post_read(cookie, local, local_off, target)
                     };
                     match posted {
                         Ok(()) => {
@@ -519,9 +565,19 @@ impl Inner {
             notified.await;
         }
         let done = rx.await.expect("a bulk waiter always answers");
-        if done.1.is_ok() {
-            let counter = if write { &self.stats.rdma_write_bytes } else { &self.stats.rdma_read_bytes };
-            counter.fetch_add(len as u64, Ordering::Relaxed);
+        match &done.1 {
+            Ok(()) => {
+                let counter = if write { &self.stats.rdma_write_bytes } else { &self.stats.rdma_read_bytes };
+                counter.fetch_add(u64::from(len), Ordering::Relaxed);
+                if let Some(p) = conn.stats.get() {
+                    let counter = if write { &p.rdma_write_bytes } else { &p.rdma_read_bytes };
+                    counter.fetch_add(u64::from(len), Ordering::Relaxed);
+                }
+            }
+            Err(LndError::BulkRefused { .. }) => {
+                self.stats.rdma_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
         }
         done
     }
@@ -568,6 +624,8 @@ impl O2ibLnd {
             next_conn: AtomicU64::new(1),
             next_cookie: AtomicU64::new(1),
             stats: O2ibStats::default(),
+            exposures_registered: Arc::new(AtomicU64::new(0)),
+            exposures_deregistered: Arc::new(AtomicU64::new(0)),
             shutdown: AtomicBool::new(false),
             wake: eventfd()?,
             rt,
@@ -576,6 +634,14 @@ impl O2ibLnd {
         if inner.cfg.listen {
             let addr = SocketAddr::new(inner.cfg.nid.addr, inner.cfg.port);
             inner.listener = Mutex::new(Some(Listener::bind(&inner.hca, addr, inner.conn_config())?));
+        }
+        let keys = ExposureKeys {
+            hca: inner.hca.clone(),
+            registered: inner.exposures_registered.clone(),
+            deregistered: inner.exposures_deregistered.clone(),
+        };
+        if !inner.registry.set_remote_keys(Arc::new(keys)) {
+            tracing::warn!(nid = %inner.cfg.nid, "another o2ib NI registers this registry's exposures; peers of this one ask for rkeys");
         }
         let inner = Arc::new(inner);
         let poller = inner.clone();
@@ -589,6 +655,15 @@ impl O2ibLnd {
 
     pub fn stats(&self) -> &O2ibStats {
         &self.inner.stats
+    }
+
+    /// Exposures of this node registered for RDMA so far, and how many of
+    /// them were withdrawn and deregistered.
+    pub fn exposure_registrations(&self) -> (u64, u64) {
+        (
+            self.inner.exposures_registered.load(Ordering::Relaxed),
+            self.inner.exposures_deregistered.load(Ordering::Relaxed),
+        )
     }
 
     pub fn reg_cache_stats(&self) -> RegCacheStats {
@@ -612,6 +687,15 @@ impl O2ibLnd {
             .map(|(id, _)| *id)
             .collect();
         v.sort();
+        v
+    }
+
+    /// Every peer this NI has been connected to, with what it exchanged
+    /// with each.
+    pub fn peer_stats(&self) -> Vec<(ProcessId, Arc<PeerStats>)> {
+        let peers = self.inner.peers.lock().expect("peers lock");
+        let mut v: Vec<_> = peers.iter().map(|(id, s)| (*id, s.stats.clone())).collect();
+        v.sort_by_key(|(id, _)| *id);
         v
     }
 
@@ -661,6 +745,9 @@ impl Lnd for O2ibLnd {
         self.inner.post(&conn, peer, Header::new(MsgType::Msg), parts).await?;
         self.inner.stats.tx_msgs.fetch_add(1, Ordering::Relaxed);
         self.inner.stats.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        if let Some(p) = conn.stats.get() {
+            p.sent(len);
+        }
         Ok(())
     }
 

@@ -84,6 +84,8 @@ pub(crate) struct Conn {
     pub active: bool,
     /// Who is at the other end, once its hello arrived.
     pub peer: OnceLock<ProcessId>,
+    /// That peer's counters, set with `peer`.
+    pub stats: OnceLock<Arc<super::PeerStats>>,
     pub incarnation: OnceLock<u64>,
     pub state: Mutex<State>,
     /// Woken when credits or slots free up, and when the connection dies.
@@ -117,6 +119,7 @@ impl Conn {
             id,
             active,
             peer: OnceLock::new(),
+            stats: OnceLock::new(),
             incarnation: OnceLock::new(),
             state: Mutex::new(State {
                 verbs: Some(verbs),

@@ -265,6 +265,9 @@ fn handle(lnd: &Arc<Inner>, conn: &Arc<Conn>, ev: Event) {
             };
             lnd.stats.rx_msgs.fetch_add(1, Ordering::Relaxed);
             lnd.stats.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            if let Some(p) = conn.stats.get() {
+                p.received(len);
+            }
             lnd.deliver.deliver(peer, Box::new(msg));
         }
         Event::Ctrl { h, body } => control(lnd, conn, h, &body),
@@ -330,7 +333,7 @@ fn control(lnd: &Arc<Inner>, conn: &Arc<Conn>, h: Header, body: &[u8]) {
             if let Err(why) = lnd.check_hello(&hello) {
                 return protocol_error(lnd, conn, &why);
             }
-            let _ = conn.peer.set(hello.id());
+            lnd.bind_peer(conn, hello.id());
             let _ = conn.incarnation.set(hello.incarnation);
             lnd.install(hello.id(), conn, hello.incarnation);
             lnd.queue_ctrl(conn, Header::new(MsgType::Hello), lnd.hello().encode());

@@ -3,7 +3,7 @@
 //! of it.
 
 use super::{Hca, O2ibError};
-use crate::memory::Region;
+use crate::memory::{Access, Region};
 use serde::{Deserialize, Serialize};
 use sideway::ibverbs::AccessFlags;
 use sideway::ibverbs::memory_region::MemoryRegion;
@@ -124,6 +124,42 @@ impl Registration {
             memory: Memory::Kept { base, len, _keep: keep },
             hca: Arc::clone(hca),
         }))
+    }
+
+    /// Register `len` bytes at `addr` inside `region` for exactly what a
+    /// peer may do with them (`access`), and nothing else: a range a node
+    /// exposes.
+    pub fn register_range(
+        hca: &Arc<Hca>,
+        region: Arc<Region>,
+        addr: u64,
+        len: usize,
+        access: Access,
+    ) -> Result<Registration, O2ibError> {
+        let start = addr.checked_sub(region.base() as u64).map(|o| o as usize);
+        let Some(off) = start.filter(|o| o.checked_add(len).is_some_and(|e| e <= region.len())) else {
+            return Err(O2ibError::OutOfRange {
+                off: start.unwrap_or(usize::MAX),
+                len,
+                region_len: region.len(),
+            });
+        };
+        let flags = match access {
+            Access::Read => AccessFlags::RemoteRead,
+            // Remote write needs local write (IB spec 10.6.3.1).
+            Access::Write => AccessFlags::LocalWrite | AccessFlags::RemoteWrite,
+        };
+        // SAFETY: `off..off+len` lies inside the region (checked above).
+        let base = unsafe { region.base().add(off) };
+        // SAFETY: the registration holds the region mapped and drops the MR
+        // first (fields drop in order).
+        let mr = unsafe { hca.pd().reg_mr(base as usize, len, flags) }
+            .map_err(|e| O2ibError::call("ibv_reg_mr", e))?;
+        Ok(Registration {
+            mr,
+            memory: Memory::Kept { base, len, _keep: Box::new(region) },
+            hca: Arc::clone(hca),
+        })
     }
 
     pub fn len(&self) -> usize {

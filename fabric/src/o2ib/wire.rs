@@ -1,7 +1,9 @@
 //! The o2ib LND's message header: what every SEND carries in front of its
 //! payload. It names the message type, returns credits to the peer, and
 //! for bulk it names the exposed range (request) or the rkey that covers
-//! it (grant), as o2iblnd's `kib_msg` does.
+//! it (grant), as o2iblnd's `kib_msg` does. Handles that carry their rkey
+//! (every exposure of a node with an o2ib NI) need neither: the grant is
+//! for handles without one.
 
 use crate::{Nid, ProcessId};
 use serde::{Deserialize, Serialize};
