@@ -7,14 +7,11 @@
 mod support;
 
 use client::{Client, process_cred};
-use fabric::Nid;
-use mds::{Mds, MdsConfig};
-use ost::{ObjectStore, Oss, OssConfig, TargetConfig};
 use proto::{Layout, SetAttr, StripeSpec};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::{FSNAME, TestFs, unique_nid};
+use support::TestFs;
 
 const MIB: u64 = 1 << 20;
 /// Readahead statistics count 4 KiB pages.
@@ -185,31 +182,7 @@ async fn readahead_off_caches_nothing() {
 
 /// A file system whose OSTs give lock holders `timeout` to answer.
 async fn start_with_callback_timeout(osts: u32, timeout: Duration) -> TestFs {
-    let dir = tempfile::tempdir().unwrap();
-    let mdt_dir = dir.path().join("mdt");
-    mds::format(&mdt_dir, FSNAME).unwrap();
-    let mgs: Nid = unique_nid();
-    let mds = Mds::start(MdsConfig {
-        dir: mdt_dir,
-        nid: mgs,
-        port: fabric::tcp::DEFAULT_PORT,
-        metrics: None,
-        root_squash: None,
-    })
-    .await
-    .unwrap();
-    let mut osses = Vec::new();
-    for index in 0..osts {
-        let odir = dir.path().join(format!("ost{index}"));
-        std::fs::create_dir_all(&odir).unwrap();
-        ObjectStore::format(&odir, FSNAME, index).unwrap();
-        let mut cfg = OssConfig::new(FSNAME, unique_nid(), mgs, vec![TargetConfig { dir: odir, index }]);
-        cfg.buffers = 8;
-        cfg.io_threads = 2;
-        cfg.ldlm.callback_timeout = timeout;
-        osses.push(Oss::start(cfg).await.unwrap());
-    }
-    TestFs { dir, mgs, mds, osses }
+    TestFs::start_with(osts, &std::env::temp_dir(), |c| c.ldlm.callback_timeout = timeout).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

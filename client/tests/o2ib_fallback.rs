@@ -72,6 +72,7 @@ async fn a_file_system_named_by_o2ib_nids_works_over_tcp_without_rdma() {
         assert_eq!(t.nids, vec![tcp_twin(*nid)], "OST {}", t.index);
     }
 
+    support::objects_on_every_ost(&mds, 2).await;
     let c = Client::mount(&format!("{mgs}:/{}", support::FSNAME)).await.unwrap();
     let ep = c.endpoint();
     assert!(ep.o2ib().is_none());

@@ -18,6 +18,17 @@ pub struct TestFs {
     pub osses: Vec<OssHandle>,
 }
 
+/// Waits until the MDS has precreated objects on OSTs `0..osts`. It
+/// learns of each OST from the MGS and precreates in the background: until
+/// then a new file gets fewer stripes than a test asks for.
+pub async fn objects_on_every_ost(mds: &MdsHandle, osts: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (0..osts).any(|i| mds.mds.mdt().pools().available(i) == 0) {
+        assert!(std::time::Instant::now() < deadline, "the MDS has no objects on some OST after 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A loopback address no other test uses.
 pub fn unique_nid() -> Nid {
     let mut b = [0u8; 3];
@@ -35,6 +46,11 @@ impl TestFs {
     /// As `start`, with every target in a new directory under `parent`
     /// (e.g. a tmpfs).
     pub async fn start_in(osts: u32, parent: &std::path::Path) -> TestFs {
+        TestFs::start_with(osts, parent, |_| {}).await
+    }
+
+    /// As `start_in`, with `tweak` applied to every OSS's configuration.
+    pub async fn start_with(osts: u32, parent: &std::path::Path, tweak: impl Fn(&mut OssConfig)) -> TestFs {
         let dir = tempfile::tempdir_in(parent).unwrap();
         let mdt_dir = dir.path().join("mdt");
         mds::format(&mdt_dir, FSNAME).unwrap();
@@ -56,8 +72,10 @@ impl TestFs {
             let mut cfg = OssConfig::new(FSNAME, unique_nid(), mgs, vec![TargetConfig { dir: odir, index }]);
             cfg.buffers = 8;
             cfg.io_threads = 2;
+            tweak(&mut cfg);
             osses.push(Oss::start(cfg).await.unwrap());
         }
+        objects_on_every_ost(&mds, osts).await;
         TestFs { dir, mgs, mds, osses }
     }
 
