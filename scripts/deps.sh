@@ -7,7 +7,7 @@ need_pkgs=(
   pkg-config gcc libhwloc-dev libclang-dev clang cmake libudev-dev
   fuse3 libfuse3-dev
   rdma-core ibverbs-providers libibverbs-dev librdmacm-dev ibverbs-utils perftest
-  iproute2 kmod iperf3 fio git rsync
+  iproute2 kmod iperf3 sockperf fio git rsync
 )
 if [ "${1:-}" = "--test" ]; then
   need_pkgs+=(qemu-system-x86 busybox-static python3-pip prometheus)

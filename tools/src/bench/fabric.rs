@@ -1,12 +1,13 @@
 //! `glint bench fabric`, in the manner of lnet_selftest: small-RPC round
 //! trips and bulk bandwidth, each printed beside the limit measured in the
-//! same run. Over the tcp LND on loopback the limits are a raw TCP
-//! ping-pong of the same size and single-stream iperf3; over the o2ib LND
+//! same run. Over the tcp LND on loopback the limits are a TCP ping-pong of
+//! the same size between two processes (sockperf, like netperf's TCP_RR)
+//! and single-stream iperf3; over the o2ib LND
 //! (`--net o2ib --addr ADDR`, an address on an RDMA interface: rdma_cm
 //! cannot use loopback) they are perftest's `ib_read_bw` and `ib_write_bw`
 //! at 1 MiB on the same device, run beside it.
 
-use super::{Stats, iperf3_gbits};
+use super::{Stats, iperf3_gbits, sockperf_ping_pong};
 use anyhow::{Context, Result, bail};
 use fabric::memory::{Access, BulkHandle};
 use fabric::o2ib::O2ibConfig;
@@ -43,6 +44,9 @@ pub struct FabricBench {
     /// Skip iperf3 (its figure is then missing from the report).
     #[arg(long)]
     pub no_iperf: bool,
+    /// Skip sockperf (its figure is then missing from the report).
+    #[arg(long)]
+    pub no_sockperf: bool,
     /// The LND to measure.
     #[arg(long, value_enum, default_value_t = BenchNet::Tcp)]
     pub net: BenchNet,
@@ -110,19 +114,39 @@ pub async fn run(args: FabricBench) -> Result<()> {
 
     println!("glint bench fabric: tcp LND on loopback, {}s per figure", args.seconds);
 
-    // Small RPCs, one at a time: latency. The raw ping-pong runs as a
-    // runtime task too, like the RPC loop (see `rpc_latency`).
+    // Small RPCs, one at a time: latency, beside a ping-pong whose two ends
+    // are processes that block in recv, as the RPC's client and service
+    // thread do. Where waking a sleeping CPU is dear (a VM whose idle vCPUs
+    // halt) that wake is most of both figures; the one-thread ping-pong
+    // shows the kernel's loopback path alone.
     let body = vec![7u8; args.small];
     let mut lat = rpc_latency(&client, peer, &body, dur).await?;
-    let mut raw = tokio::spawn(raw_ping_pong(args.small, dur)).await??;
-    println!(
-        "small RPC ({} B): {:.0} round trips/s, p50 {:.1} us, p99 {:.1} us | raw TCP ping-pong p50 {:.1} us | ratio p50 {:.2}x",
+    let yardstick = if args.no_sockperf {
+        None
+    } else {
+        let (size, secs) = (args.small, args.seconds);
+        Some(tokio::task::spawn_blocking(move || sockperf_ping_pong(size, secs)).await??)
+    };
+    let mut one_thread = tokio::spawn(raw_ping_pong(args.small, dur)).await??;
+    let rpc = format!(
+        "small RPC ({} B): {:.0} round trips/s, p50 {:.1} us, p99 {:.1} us",
         args.small,
         lat.count() as f64 / dur.as_secs_f64(),
         lat.pct(50.0),
         lat.pct(99.0),
-        raw.pct(50.0),
-        lat.pct(50.0) / raw.pct(50.0)
+    );
+    match yardstick {
+        Some(pp) => println!(
+            "{rpc} | sockperf TCP ping-pong p50 {:.1} us, p99 {:.1} us | ratio p50 {:.2}x",
+            pp.p50_us,
+            pp.p99_us,
+            lat.pct(50.0) / pp.p50_us
+        ),
+        None => println!("{rpc} | sockperf not measured"),
+    }
+    println!(
+        "  (a ping-pong with both ends on one thread, no wake-up between them: p50 {:.1} us)",
+        one_thread.pct(50.0)
     );
 
     // Small RPCs, many in flight: throughput.

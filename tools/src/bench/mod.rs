@@ -70,3 +70,47 @@ pub fn iperf3_gbits(seconds: u32) -> Result<f64> {
         .collect();
     Ok(num.parse::<f64>().context("iperf3 bits_per_second")? / 1e9)
 }
+
+/// Round-trip times of a TCP ping-pong of `size` bytes on loopback by
+/// sockperf (`pp --full-rtt`): server and client in their own processes,
+/// each blocking in recv as an RPC's two ends do, like netperf's TCP_RR.
+pub struct PingPong {
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+pub fn sockperf_ping_pong(size: usize, seconds: u64) -> Result<PingPong> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let mut server = Command::new("sockperf")
+        .args(["sr", "--tcp", "-i", "127.0.0.1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running sockperf (apt-get install sockperf)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("sockperf")
+        .args(["pp", "--tcp", "-i", "127.0.0.1", "-p", &port, "--full-rtt"])
+        .args(["-m", &size.to_string(), "-t", &seconds.to_string()])
+        .output()
+        .context("running the sockperf client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out?;
+    if !out.status.success() {
+        bail!("sockperf failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // sockperf prints its statistics on stderr or stdout depending on the
+    // version: "---> percentile 50.000 =   63.624" (microseconds).
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let pct = |p: &str| -> Result<f64> {
+        let key = format!("percentile {p} =");
+        let at = text.find(&key).with_context(|| format!("sockperf printed no {key}"))?;
+        let num: String = text[at + key.len()..]
+            .chars()
+            .skip_while(|c| c.is_whitespace())
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        num.parse::<f64>().with_context(|| format!("sockperf {key} {num:?}"))
+    };
+    Ok(PingPong { p50_us: pct("50.000")?, p99_us: pct("99.000")? })
+}
