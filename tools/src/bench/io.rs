@@ -85,8 +85,8 @@ pub async fn run(a: IoBench) -> Result<()> {
         .prefix("glint-bench-io")
         .tempdir_in(&base)
         .with_context(|| format!("making a directory under {}", base.display()))?;
-    // Room for the file, with slack for the objects' metadata.
-    let mem = Tmpfs::mount(a.size + a.size / 8 + (256 << 20))?;
+    // Room for the file, fio's beside it, and slack for the objects' metadata.
+    let mem = Tmpfs::mount(2 * a.size + a.size / 8 + (256 << 20))?;
     let ost_dirs: Vec<PathBuf> = (0..a.osts).map(|i| mem.path().join(format!("ost{i}"))).collect();
     let fs = BenchFs::start(&work.path().join("mdt"), &ost_dirs).await?;
     println!(
@@ -97,13 +97,13 @@ pub async fn run(a: IoBench) -> Result<()> {
         a.iodepth,
         a.seconds
     );
-    let result = survey(&fs, work.path(), &a).await;
+    let result = survey(&fs, work.path(), mem.path(), &a).await;
     fs.shutdown();
     drop(mem);
     result
 }
 
-async fn survey(fs: &BenchFs, work: &Path, a: &IoBench) -> Result<()> {
+async fn survey(fs: &BenchFs, work: &Path, mem: &Path, a: &IoBench) -> Result<()> {
     // The limits first, while nothing else runs.
     let tcp = if a.no_iperf { None } else { Some(iperf3_gbits(5)? * 1e9 / 8.0) };
     let disk = local_disk(work, a).await?;
@@ -137,6 +137,16 @@ async fn survey(fs: &BenchFs, work: &Path, a: &IoBench) -> Result<()> {
     let lib = lib?;
     emptied.context("truncating the file for the mount's run")?;
     let mnt = if a.no_mount { None } else { Some(mount(fs, work, a).await?) };
+    // The OSTs' writes allocated new tmpfs pages; so does fio's write of a
+    // new file beside the objects (in a VM whose host backs guest memory
+    // lazily, a new page can cost more than the network does).
+    let tmpfs_write = fresh_write(mem, a).await?;
+    println!(
+        "the tmpfs the OSTs wrote to ({}), after them: fio write of a new {} file, 1 MiB blocks: {}",
+        mem.display(),
+        human(a.size),
+        bandwidth(tmpfs_write)
+    );
 
     let row = |what: &str, fig: f64, vs: &str, yard: f64, want: Option<f64>, show: fn(f64) -> String| {
         println!(
@@ -160,6 +170,9 @@ async fn survey(fs: &BenchFs, work: &Path, a: &IoBench) -> Result<()> {
             row("mount", m, "library", l, Some(MOUNT_VS_LIBRARY_PCT), bandwidth);
         }
         row("library", l, "local disk", d, None, bandwidth);
+        if name.contains("write") {
+            row("library", l, "tmpfs", tmpfs_write, None, bandwidth);
+        }
     }
     let iops = |x: f64| format!("{} IOPS", rate(x));
     println!("\nrandom read, 4 KiB, {} in flight:", a.iodepth);
@@ -178,16 +191,27 @@ async fn local_disk(work: &Path, a: &IoBench) -> Result<Figures> {
     f
 }
 
+/// fio's sequential 1 MiB write of a new file in `dir`, bytes/s.
+async fn fresh_write(dir: &Path, a: &IoBench) -> Result<f64> {
+    let file = dir.join("fio.dat");
+    let r = fio_job(&file, a, supports_direct_io(dir), "write", MIB, None).run_async().await;
+    let _ = std::fs::remove_file(&file);
+    Ok(r?.bytes_per_sec)
+}
+
+fn fio_job(
+    file: &Path,
+    a: &IoBench,
+    direct: bool,
+    rw: &'static str,
+    block_size: u64,
+    time_based: Option<Duration>,
+) -> FioJob {
+    FioJob { file: file.to_path_buf(), rw, block_size, size: a.size, iodepth: a.iodepth, direct, time_based }
+}
+
 async fn fio_jobs(file: &Path, a: &IoBench, direct: bool) -> Result<Figures> {
-    let job = |rw, block_size, time_based| FioJob {
-        file: file.to_path_buf(),
-        rw,
-        block_size,
-        size: a.size,
-        iodepth: a.iodepth,
-        direct,
-        time_based,
-    };
+    let job = |rw, block_size, time_based| fio_job(file, a, direct, rw, block_size, time_based);
     let w = job("write", MIB, None).run_async().await?;
     let r = job("read", MIB, None).run_async().await?;
     let rr = job("randread", SMALL, Some(Duration::from_secs(a.seconds))).run_async().await?;

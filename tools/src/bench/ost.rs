@@ -76,8 +76,9 @@ pub async fn run(a: OstBench) -> Result<()> {
     );
     // What the transport itself can carry: above this the OST cannot go,
     // whatever fio does on the directory.
-    if !a.no_iperf {
-        println!("tcp on loopback (iperf3, one stream): {}", bandwidth(iperf3_gbits(5)? * 1e9 / 8.0));
+    let tcp = if a.no_iperf { None } else { Some(iperf3_gbits(5)? * 1e9 / 8.0) };
+    if let Some(t) = tcp {
+        println!("tcp on loopback (iperf3, one stream): {}", bandwidth(t));
     }
     if !a.tmpfs {
         let base = a.dir.clone().unwrap_or_else(|| PathBuf::from("/var/tmp"));
@@ -85,25 +86,25 @@ pub async fn run(a: OstBench) -> Result<()> {
             .prefix("glint-bench-ost")
             .tempdir_in(&base)
             .with_context(|| format!("making a directory under {}", base.display()))?;
-        on(dir.path(), &a).await?;
+        on(dir.path(), &a, tcp).await?;
     }
     if !a.no_tmpfs {
         // Room for the object and fio's file of the same size.
         let t = Tmpfs::mount(2 * a.size + (64 << 20))?;
-        on(t.path(), &a).await?;
+        on(t.path(), &a, tcp).await?;
     }
     Ok(())
 }
 
 /// The whole survey with the OST in `dir`.
-async fn on(dir: &Path, a: &OstBench) -> Result<()> {
+async fn on(dir: &Path, a: &OstBench, tcp: Option<f64>) -> Result<()> {
     let fs = BenchFs::start(&dir.join("mdt"), &[dir.join("ost0")]).await?;
-    let result = survey(&fs, dir, a).await;
+    let result = survey(&fs, dir, a, tcp).await;
     fs.shutdown();
     result
 }
 
-async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench) -> Result<()> {
+async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench, tcp: Option<f64>) -> Result<()> {
     let oss = &fs.osses[0];
     let store_direct = oss.oss.targets().next().is_some_and(|(_, t)| t.store.direct_io());
     let fio_direct = supports_direct_io(dir);
@@ -133,19 +134,19 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench) -> Result<()> {
         let g = ost.sequential(fid, a.size, a.inflight, true).await?;
         let write_cpu = (cpu_seconds() - cpu) / gib;
         let f = fio("write", RPC, None).run_async().await?;
-        print_bw("seq write 1 MiB", g, f);
+        print_bw("seq write 1 MiB", g, f, tcp);
         // Again over the same bytes: blocks already allocated, as a
         // checkpoint rewritten in place; fio overwrites its file likewise.
         let cpu = cpu_seconds();
         let g = ost.sequential(fid, a.size, a.inflight, true).await?;
         let rewrite_cpu = (cpu_seconds() - cpu) / gib;
         let f = fio("write", RPC, None).run_async().await?;
-        print_bw("seq rewrite 1 MiB", g, f);
+        print_bw("seq rewrite 1 MiB", g, f, tcp);
         let cpu = cpu_seconds();
         let g = ost.sequential(fid, a.size, a.inflight, false).await?;
         let read_cpu = (cpu_seconds() - cpu) / gib;
         let f = fio("read", RPC, None).run_async().await?;
-        print_bw("seq read  1 MiB", g, f);
+        print_bw("seq read  1 MiB", g, f, tcp);
         println!(
             "  CPU of the sequential runs (OSS and driver of this process together): write {write_cpu:.2} s/GiB, \
              rewrite {rewrite_cpu:.2} s/GiB, read {read_cpu:.2} s/GiB"
@@ -164,9 +165,12 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench) -> Result<()> {
     result
 }
 
-fn print_bw(what: &str, glint: f64, fio: FioResult) {
+/// The figure beside fio's, and beside the tcp limit too: where the
+/// directory is faster than loopback tcp, the tcp figure is the ceiling.
+fn print_bw(what: &str, glint: f64, fio: FioResult, tcp: Option<f64>) {
+    let of_tcp = tcp.map(|t| format!(" | {:>4} of tcp", ratio(glint, t))).unwrap_or_default();
     println!(
-        "  {what}: glint OST {:>11} | fio {:>11} | ratio {:>4}{}",
+        "  {what}: glint OST {:>11} | fio {:>11} | ratio {:>4}{}{of_tcp}",
         bandwidth(glint),
         bandwidth(fio.bytes_per_sec),
         ratio(glint, fio.bytes_per_sec),
