@@ -16,7 +16,7 @@ use proto::{Fid, LockExtent, LockHandle, LockMode, OstReply, OstRequest, decode,
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Handles called back before their grant arrived, remembered per object
@@ -103,6 +103,8 @@ pub(crate) struct LockCache {
     /// The most bytes of cached blocks (`max_read_ahead_mb`).
     pub(crate) max_bytes: AtomicUsize,
     pub(crate) stats: LockStats,
+    /// Blocking callbacks still to be lost (fault injection).
+    lose_callbacks: AtomicU32,
 }
 
 #[derive(Default)]
@@ -178,6 +180,7 @@ impl LockCache {
             conns: Mutex::default(),
             max_bytes: AtomicUsize::new(max_bytes),
             stats: LockStats::default(),
+            lose_callbacks: AtomicU32::new(0),
         }
     }
 
@@ -398,6 +401,13 @@ pub(crate) struct CallbackService {
 impl Service for CallbackService {
     fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
         Box::pin(async move {
+            let lose = &self.cache.lose_callbacks;
+            if lose.load(Ordering::Relaxed) > 0
+                && lose.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+            {
+                tracing::warn!(peer = %req.from, "losing a lock callback (fault injection)");
+                return std::future::pending().await;
+            }
             let cb: LdlmCallback = decode("lock callback", req.body()).map_err(|e| {
                 tracing::warn!(peer = %req.from, error = %e, "bad lock callback");
                 Errno::EPROTO
@@ -491,6 +501,14 @@ impl Client {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Loses the next `n` blocking callbacks: they reach this client and are
+    /// neither acted on nor answered, as when the network drops them
+    /// (Lustre's `OBD_FAIL_LDLM_BL_CALLBACK_NET`), so the OST evicts this
+    /// client while it runs on. For tests.
+    pub fn lose_lock_callbacks(&self, n: u32) {
+        self.locks.lose_callbacks.store(n, Ordering::Release);
     }
 
     /// Extent locks this client holds (`ldlm.namespaces.*.lock_count`).

@@ -207,6 +207,37 @@ async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_evicted_while_alive_reads_what_was_written_after() {
+    let fs = start_with_callback_timeout(2, Duration::from_secs(2)).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let len = 16 * MIB;
+    let layout = file(&a, "cutoff", len).await;
+    read_along(&a, &layout, 0, 4 * MIB, &fill(len, 1)).await;
+    assert!(a.cached_bytes() >= 2 * MIB as usize, "A caches what it read ahead");
+
+    // A runs on, but the callbacks for its locks never reach it: the OST
+    // evicts it, and A must not serve the bytes B then writes from its
+    // cache.
+    a.lose_lock_callbacks(u32::MAX);
+    let new = fill(2 * MIB, 9);
+    b.pwrite(&layout, 2 * MIB, &new, false).await.unwrap();
+    assert!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)) >= 1);
+    // A learns of it when it sees the OSS drop the connection (its reader
+    // may not have run yet on a busy machine).
+    let seen = std::time::Instant::now();
+    while a.endpoint().tcp().stats().disconnects.load(Ordering::Relaxed) == 0 {
+        assert!(seen.elapsed() < Duration::from_secs(30), "A never saw the evicting OSS drop its connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let hits = a.read_ahead_stats().hits.load(Ordering::Relaxed);
+    let mut buf = vec![0u8; 2 * MIB as usize];
+    assert_eq!(a.pread(&layout, 2 * MIB, &mut buf).await.unwrap(), 2 * MIB as usize);
+    assert!(buf == new, "A read what B wrote after A was evicted");
+    assert_eq!(a.read_ahead_stats().hits.load(Ordering::Relaxed), hits, "not from A's cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_connection_to_an_ost_drops_the_locks_and_cache_of_its_objects() {
     let fs = TestFs::start(2).await;
     let a = Client::mount(&fs.spec()).await.unwrap();

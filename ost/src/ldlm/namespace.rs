@@ -401,11 +401,21 @@ impl Namespace {
     }
 
     /// Takes every lock `holder` has in this namespace, as Lustre evicts a
-    /// client that does not answer a callback.
+    /// client that does not answer a callback, and drops the connection to
+    /// it: a holder that is alive but was cut off (a stalled process, a
+    /// lost callback) learns it was evicted when it sees the connection
+    /// go, and drops the cache its locks covered before serving from it
+    /// again, as a Lustre client invalidates an evicted import.
     pub fn evict(&self, holder: ProcessId, why: &str) {
         let dropped = self.drop_client(holder);
         self.stats.evictions.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(ns = %self.name, client = %holder, locks = dropped, reason = why, "evicting a client from the lock namespace");
+        if let Some(ep) = self.ep.get() {
+            ep.tcp().disconnect(holder);
+            if let Some(o2ib) = ep.o2ib() {
+                o2ib.disconnect(holder);
+            }
+        }
     }
 
     /// Drops every lock of `holder`; how many there were.
