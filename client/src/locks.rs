@@ -92,8 +92,8 @@ pub struct LockStats {
 /// sees that as its connection set up again (or gone).
 struct OstConn {
     peer: fabric::ProcessId,
-    stats: Arc<fabric::tcp::PeerStats>,
-    connects: u64,
+    /// The endpoint's count of connections to the OSS lost, when noted.
+    losses: u64,
 }
 
 /// Everything this client holds of the objects: locks and cached blocks.
@@ -434,11 +434,12 @@ impl Client {
         if self.locks.covered(fid, &extent, mode) {
             return Ok(());
         }
+        let losses = self.connection_losses(ost);
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
             OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 self.locks.install(ost, fid, Held { handle, mode, extent: granted });
-                self.note_connection(ost);
+                self.note_connection(ost, losses);
                 let idle = self.locks.lru_victims(LOCK_LRU);
                 if !idle.is_empty() {
                     let osts = self.clone_handle();
@@ -458,29 +459,28 @@ impl Client {
         }
     }
 
-    /// Notes the connection to `ost` the first lock there came over (tcp
-    /// peers only: the o2ib LND keeps no per-peer connection count).
-    fn note_connection(&self, ost: u32) {
-        let mut conns = self.locks.conns.lock().expect("conns lock");
-        if conns.contains_key(&ost) {
-            return;
-        }
+    /// Notes, with the first lock from `ost`, how many connections to its
+    /// OSS were lost so far. Taken before the enqueue is sent, so a loss
+    /// while it is under way counts against the lock.
+    fn note_connection(&self, ost: u32, losses: u64) {
         let Some(peer) = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer) else { return };
-        if let Some((_, stats)) = self.ep.tcp().peer_stats().into_iter().find(|(p, _)| *p == peer) {
-            let connects = stats.connects.load(Ordering::Relaxed);
-            conns.insert(ost, OstConn { peer, stats, connects });
-        }
+        self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(OstConn { peer, losses });
     }
 
-    /// Whether the locks held on `ost` can still be trusted: the connection
-    /// they were granted over is still up. If it went down or was set up
-    /// again, the OST may have restarted and forgotten them, so they and
+    fn connection_losses(&self, ost: u32) -> u64 {
+        let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
+        peer.map_or(0, |p| self.ep.connection_losses(p))
+    }
+
+    /// Whether the locks held on `ost` can still be trusted: no connection
+    /// to its OSS was lost since they were granted, over tcp or o2ib. After
+    /// a loss the OSS may have restarted and forgotten them, or evicted
+    /// this client (it drops the connection when it does), so they and
     /// their cache are dropped here.
     pub(crate) fn locks_intact(&self, ost: u32) -> bool {
         let mut conns = self.locks.conns.lock().expect("conns lock");
         let Some(c) = conns.get(&ost) else { return true };
-        let live = self.ep.tcp().peer_credits(c.peer).is_some();
-        if live && c.stats.connects.load(Ordering::Relaxed) == c.connects {
+        if self.ep.connection_losses(c.peer) == c.losses {
             return true;
         }
         conns.remove(&ost);

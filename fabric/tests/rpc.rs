@@ -208,6 +208,31 @@ async fn resend_after_lost_connection_runs_once() {
 }
 
 #[tokio::test]
+async fn lost_connections_are_counted_per_process_whoever_drops_them() {
+    let (server, client, srv, _) = pair().await;
+    client.call(srv, PORTAL, ECHO, b"up").await.unwrap();
+    assert_eq!(client.connection_losses(srv), 0);
+    // The server drops the client (as an OST evicting it does): the client
+    // counts it once its reader sees the connection go.
+    server.tcp().disconnect(client.id());
+    let seen = std::time::Instant::now();
+    while client.connection_losses(srv) == 0 {
+        assert!(seen.elapsed() < Duration::from_secs(10), "the client never saw its connection go");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.connection_losses(srv), 1, "one loss, reported once by the set's several readers");
+    // The same process under its o2ib NID (reached over tcp when o2ib is
+    // not there) has lost the same connection.
+    let as_o2ib = ProcessId { nid: format!("{}@o2ib", srv.nid.addr).parse().unwrap(), pid: srv.pid };
+    assert_eq!(client.connection_losses(as_o2ib), 1);
+    // Another process at that address has not.
+    assert_eq!(client.connection_losses(ProcessId { nid: srv.nid, pid: srv.pid + 1 }), 0);
+    client.call(srv, PORTAL, ECHO, b"again").await.unwrap();
+    client.tcp().disconnect(srv);
+    assert_eq!(client.connection_losses(srv), 2);
+}
+
+#[tokio::test]
 async fn garbage_on_the_wire_drops_that_connection_only() {
     let (server, client, srv, _) = pair().await;
     for garbage in [vec![0u8; 48], b"GET / HTTP/1.1\r\n\r\n".to_vec(), {

@@ -221,6 +221,8 @@ struct Inner {
     registry: Arc<MemoryRegistry>,
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
+    /// Connections lost, per peer, over every LND.
+    losses: Mutex<HashMap<ProcessId, u64>>,
     services: RwLock<HashMap<u16, Portal>>,
     /// Service threads, started with the first service.
     dispatch: OnceLock<Option<Dispatcher>>,
@@ -289,6 +291,7 @@ impl Deliver for Inbox {
 
     fn peer_down(&self, peer: ProcessId) {
         if let Some(inner) = self.0.upgrade() {
+            *inner.losses.lock().expect("losses lock").entry(peer).or_default() += 1;
             inner.peer_event(peer).notify_waiters();
         }
     }
@@ -338,6 +341,7 @@ impl Endpoint {
             registry: registry.clone(),
             pending: Mutex::new(BTreeMap::new()),
             peer_events: Mutex::new(HashMap::new()),
+            losses: Mutex::new(HashMap::new()),
             services: RwLock::new(HashMap::new()),
             dispatch: OnceLock::new(),
             rt: tokio::runtime::Handle::current(),
@@ -371,6 +375,16 @@ impl Endpoint {
 
     pub fn tcp(&self) -> &TcpLnd {
         self.inner.tcp()
+    }
+
+    /// Connections to the process `peer` names that were lost so far, over
+    /// any LND and either of its NIDs on the same address (an o2ib peer may
+    /// be reached over tcp). What a peer granted over a connection (a lock)
+    /// may be gone once this moves: the peer may have restarted, or cut
+    /// this node off.
+    pub fn connection_losses(&self, peer: ProcessId) -> u64 {
+        let losses = self.inner.losses.lock().expect("losses lock");
+        losses.iter().filter(|(p, _)| p.pid == peer.pid && p.nid.addr == peer.nid.addr).map(|(_, n)| n).sum()
     }
 
     /// The o2ib NI, when one is configured and this host runs it.

@@ -106,6 +106,8 @@ pub(super) struct ConnSet {
     credit_notify: Notify,
     pub pending: Mutex<HashMap<u64, Pending>>,
     dead: AtomicBool,
+    /// Whether the loss of this set was reported (`Inner::connection_lost`).
+    pub(super) loss_reported: AtomicBool,
     /// The peer's counters, shared by all its connection sets.
     pub stats: Arc<PeerStats>,
 }
@@ -164,6 +166,7 @@ impl ConnSet {
             credit_notify: Notify::new(),
             pending: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
+            loss_reported: AtomicBool::new(false),
             stats,
         })
     }
@@ -402,8 +405,10 @@ pub(super) async fn reader(lnd: Arc<Inner>, set: Arc<ConnSet>, rd: OwnedReadHalf
                 tracing::warn!(peer = %set.peer, error = %err, "dropping connection after a bad frame")
             }
         }
-        lnd.connection_lost(&set);
     }
+    // Whoever marked the set dead (a torn write, say), its loss is reported
+    // once, here at the latest: waiting calls and lock holders learn of it.
+    lnd.connection_lost(&set);
 }
 
 async fn read_one<R: AsyncRead + Unpin>(

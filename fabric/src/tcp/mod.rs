@@ -170,6 +170,9 @@ impl Inner {
     }
 
     fn connection_lost(&self, set: &Arc<ConnSet>) {
+        if set.loss_reported.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
         if let Some(peer) = self.peers.lock().expect("peers lock").get(&set.peer).cloned() {
             let mut cur = peer.set.lock().expect("peer lock");
