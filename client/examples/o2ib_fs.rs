@@ -139,6 +139,9 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
         cfg.port = a.tcp_port;
         cfg.buffers = 8;
         cfg.io_threads = 2;
+        // Long enough for an emulated client to answer, short enough that
+        // the eviction below does not hold the run up.
+        cfg.ldlm.callback_timeout = Duration::from_secs(5);
         osses.push(Oss::start(cfg).await?);
     }
     let servers: Vec<(String, &Endpoint)> = std::iter::once(("mds".to_string(), &mds.endpoint))
@@ -166,7 +169,7 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
 
     let spec = format!("{mgs}:/{FSNAME}");
     let tunables = ClientTunables { port: a.tcp_port, ..Default::default() };
-    let c = Client::mount_with(&spec, tunables).await?;
+    let c = Client::mount_with(&spec, tunables.clone()).await?;
     r.check(
         c.endpoint().o2ib().is_some() && c.endpoint().id().nid.addr == a.addrs[0],
         &format!("mounted {spec} (client NIDs {})", list(&c.endpoint().nids())),
@@ -226,11 +229,81 @@ async fn run(a: Args, r: &mut Report) -> Res<()> {
                 .join(", ")
         ),
     );
+    let oss_ids: Vec<_> = osses.iter().map(|o| o.endpoint.id()).collect();
+    locks_over_o2ib(r, &c, &spec, &tunables, &layout, &data, &oss_ids).await?;
     c.endpoint().shutdown();
     for o in &osses {
         o.endpoint.shutdown();
     }
     mds.endpoint.shutdown();
+    Ok(())
+}
+
+/// Reads `[from, to)` of the file in 1 MiB calls, as a streaming reader.
+async fn read_along(c: &std::sync::Arc<Client>, layout: &proto::Layout, from: u64, to: u64) -> Res<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut off = from;
+    while off < to {
+        let mut buf = vec![0u8; (to - off).min(1 << 20) as usize];
+        let n = c.pread(layout, off, &mut buf).await?;
+        out.extend_from_slice(&buf[..n]);
+        off += (1 << 20) as u64;
+    }
+    Ok(out)
+}
+
+/// Extent locks over o2ib: a second client's write reaches a reader that
+/// caches (blocking callback over o2ib), and a reader whose callbacks are
+/// lost is evicted, sees the OSS drop its o2ib connection, and reads the
+/// new bytes rather than its cache.
+async fn locks_over_o2ib(
+    r: &mut Report,
+    a: &std::sync::Arc<Client>,
+    spec: &str,
+    tunables: &ClientTunables,
+    layout: &proto::Layout,
+    data: &[u8],
+    osses: &[fabric::ProcessId],
+) -> Res<()> {
+    let mib = 1u64 << 20;
+    let b = Client::mount_with(spec, tunables.clone()).await?;
+    let whole = read_along(a, layout, 0, 4 * mib).await?;
+    r.check(
+        whole[..] == data[..4 * mib as usize] && a.cached_bytes() > 0 && a.lock_count() > 0,
+        &format!(
+            "client A reads ahead under locks over o2ib ({} bytes cached, {} locks)",
+            a.cached_bytes(),
+            a.lock_count()
+        ),
+    );
+    let new = pattern(3 * mib as usize + 7);
+    let new = &new[7..];
+    b.pwrite(layout, 4 * mib, new, false).await?;
+    let got = read_along(a, layout, 4 * mib, 7 * mib).await?;
+    r.check(got == new, "a write by client B reaches client A, whose cache its callback dropped (over o2ib)");
+
+    let got = read_along(a, layout, 7 * mib, 12 * mib).await?;
+    r.check(got[..] == data[7 * mib as usize..12 * mib as usize], "client A reads on, ahead again");
+    // The OSS (one per OST, OSS i serving OST i) holding stripe 8.
+    let ost = layout.raid0().map(|l| l.objects[8 % l.objects.len()].ost_idx).ok_or("no raid0 layout")?;
+    let oss = osses[ost as usize];
+    let losses = a.endpoint().connection_losses(oss);
+    a.lose_lock_callbacks(u32::MAX);
+    let newer = pattern(mib as usize + 11);
+    let newer = &newer[11..];
+    b.pwrite(layout, 8 * mib, newer, false).await?;
+    let seen = std::time::Instant::now();
+    while a.endpoint().connection_losses(oss) == losses && seen.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.check(
+        a.endpoint().connection_losses(oss) > losses,
+        &format!("client A, its callbacks lost, is evicted: the OSS of OST {ost} dropped its o2ib connection and A saw it"),
+    );
+    a.lose_lock_callbacks(0);
+    let got = read_along(a, layout, 8 * mib, 9 * mib).await?;
+    r.check(got == newer, "the evicted client A reads what B wrote after, not its cache");
+    b.endpoint().shutdown();
     Ok(())
 }
 
