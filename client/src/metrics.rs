@@ -4,13 +4,13 @@
 //! scrape time.
 
 use crate::client::{Client, OstLink};
-use fabric::metrics::{Families, FamilySpec, OpHistograms, latency_histogram};
+use fabric::metrics::{Families, FamilySpec, OpHistograms, SampleSummary, Samples, latency_histogram};
 use prometheus::HistogramVec;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use proto::OstReply;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// The latency histograms of one mounted client.
 pub(crate) struct ClientMetrics {
@@ -33,8 +33,8 @@ impl ClientMetrics {
     pub fn ost_link(&self, fsname: &str, index: u32) -> OstLinkStats {
         OstLinkStats {
             latency: OpHistograms::new(self.latency.clone(), &[&format!("{fsname}-OST{index:04x}")]),
-            read_bytes: AtomicU64::new(0),
-            write_bytes: AtomicU64::new(0),
+            read: Samples::default(),
+            write: Samples::default(),
         }
     }
 }
@@ -42,22 +42,43 @@ impl ClientMetrics {
 /// What the client counts of its RPCs to one OST.
 pub(crate) struct OstLinkStats {
     pub latency: OpHistograms,
-    pub read_bytes: AtomicU64,
-    pub write_bytes: AtomicU64,
+    /// Bytes of each read and each write RPC that succeeded.
+    pub read: Samples,
+    pub write: Samples,
 }
 
 impl OstLinkStats {
     /// Counts the bytes a successful read or write moved.
     pub fn count(&self, reply: &OstReply) {
         match reply {
-            OstReply::Written { len } => {
-                self.write_bytes.fetch_add(*len, Ordering::Relaxed);
-            }
-            OstReply::ReadDone { len, .. } => {
-                self.read_bytes.fetch_add(*len, Ordering::Relaxed);
-            }
+            OstReply::Written { len } => self.write.add(*len),
+            OstReply::ReadDone { len, .. } => self.read.add(*len),
             _ => {}
         }
+    }
+}
+
+/// What `lctl get_param osc.*.stats` shows of one OST's RPCs.
+pub struct OscStats {
+    /// Bytes per read and per write RPC.
+    pub read: SampleSummary,
+    pub write: SampleSummary,
+    /// Each operation, with its times in microseconds.
+    pub ops: Vec<(String, SampleSummary)>,
+}
+
+impl Client {
+    /// The RPCs to OST `ost` so far, or None when it has no link.
+    pub fn osc_stats(&self, ost: u32) -> Option<OscStats> {
+        let osts = self.osts.read().expect("osts lock");
+        let l = &osts.get(&ost)?.stats;
+        Some(OscStats { read: l.read.summary(), write: l.write.summary(), ops: l.latency.summaries() })
+    }
+
+    /// The RPCs to the MDS so far, each operation with its times in
+    /// microseconds (`mdc.*.md_stats`).
+    pub fn mdc_stats(&self) -> Vec<(String, SampleSummary)> {
+        self.metrics.md.summaries()
     }
 }
 
@@ -127,12 +148,8 @@ impl Collector for ClientCollector {
         for link in links {
             let name = format!("{fsname}-OST{:04x}", link.index);
             let l = [name.as_str()];
-            s.add("glint_client_read_bytes_total", &l, link.stats.read_bytes.load(Ordering::Relaxed) as f64);
-            s.add(
-                "glint_client_write_bytes_total",
-                &l,
-                link.stats.write_bytes.load(Ordering::Relaxed) as f64,
-            );
+            s.add("glint_client_read_bytes_total", &l, link.stats.read.sum() as f64);
+            s.add("glint_client_write_bytes_total", &l, link.stats.write.sum() as f64);
             s.add("glint_client_rpcs_in_flight", &l, link.in_flight.in_flight() as f64);
             s.add("glint_client_max_rpcs_in_flight", &l, link.in_flight.limit() as f64);
             s.add("glint_client_ldlm_locks", &l, self.client.lock_count_on(link.index) as f64);

@@ -12,7 +12,7 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Histogram, HistogramOpts, HistogramVec};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One metric family a collector exports: its name, help, type and labels.
 #[derive(Clone, Copy, Debug)]
@@ -139,17 +139,102 @@ pub fn latency_histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVe
         .unwrap_or_else(|e| panic!("histogram {name}: {e}"))
 }
 
+/// Samples of one quantity as Lustre's stats files keep them: how many,
+/// their sum, the smallest and the largest.
+#[derive(Debug)]
+pub struct Samples {
+    count: AtomicU64,
+    sum: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        Samples {
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            min: AtomicU64::new(u64::MAX),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What a [`Samples`] held at one moment (`min` is 0 when `count` is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleSummary {
+    pub count: u64,
+    pub sum: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Samples {
+    pub fn add(&self, v: u64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        // A plain load first: the extremes seldom move, and a fetch_min is
+        // a compare-and-swap loop on a line every service thread shares.
+        if v < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(v, Ordering::Relaxed);
+        }
+        if v > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
+    pub fn summary(&self) -> SampleSummary {
+        let count = self.count();
+        let min = if count == 0 { 0 } else { self.min.load(Ordering::Relaxed) };
+        SampleSummary { count, sum: self.sum(), min, max: self.max.load(Ordering::Relaxed) }
+    }
+}
+
+impl SampleSummary {
+    /// Both sets of samples as one.
+    pub fn merge(self, o: SampleSummary) -> SampleSummary {
+        match (self.count, o.count) {
+            (0, _) => o,
+            (_, 0) => self,
+            _ => SampleSummary {
+                count: self.count + o.count,
+                sum: self.sum + o.sum,
+                min: self.min.min(o.min),
+                max: self.max.max(o.max),
+            },
+        }
+    }
+}
+
 /// Histograms of one label set per small opcode, resolved once, so the
 /// request path pays one atomic load to find its histogram instead of the
-/// label lookup (a hash and a read lock) of `HistogramVec`.
+/// label lookup (a hash and a read lock) of `HistogramVec`. Beside each, the
+/// count, sum, minimum and maximum in microseconds, for Lustre's stats
+/// lines (`NAME COUNT samples [usecs] MIN MAX SUM`), which a histogram
+/// cannot give.
 pub struct OpHistograms {
     vec: HistogramVec,
     fixed: Vec<String>,
-    slots: Box<[OnceLock<Histogram>]>,
+    slots: Box<[OnceLock<OpSlot>]>,
 }
 
-/// Opcodes below this get a resolved slot; others go through the vec.
-const OP_SLOTS: usize = 64;
+struct OpSlot {
+    hist: Histogram,
+    name: String,
+    micros: Samples,
+}
+
+/// Opcodes below this get a resolved slot; others go through the vec and
+/// have no minimum and maximum.
+const OP_SLOTS: usize = 128;
 
 impl OpHistograms {
     /// `vec`'s labels are `fixed` (the same for every sample, e.g. the
@@ -162,26 +247,48 @@ impl OpHistograms {
         }
     }
 
+    fn resolve(&self, name: &str) -> Histogram {
+        let mut values: Vec<&str> = self.fixed.iter().map(|s| s.as_str()).collect();
+        values.push(name);
+        self.vec.with_label_values(&values)
+    }
+
+    fn slot<S: AsRef<str>>(&self, opcode: u16, name: impl FnOnce() -> S) -> Option<&OpSlot> {
+        let slot = self.slots.get(opcode as usize)?;
+        Some(slot.get_or_init(|| {
+            let name = name().as_ref().to_string();
+            OpSlot { hist: self.resolve(&name), name, micros: Samples::default() }
+        }))
+    }
+
     /// The histogram of operation `opcode`; `name` labels it the first time.
     pub fn get<S: AsRef<str>>(&self, opcode: u16, name: impl FnOnce() -> S) -> Histogram {
-        let resolve = || {
-            let name = name();
-            let mut values: Vec<&str> = self.fixed.iter().map(|s| s.as_str()).collect();
-            values.push(name.as_ref());
-            self.vec.with_label_values(&values)
-        };
         match self.slots.get(opcode as usize) {
-            Some(slot) => slot.get_or_init(resolve).clone(),
-            None => resolve(),
+            Some(_) => self.slot(opcode, name).expect("a slot").hist.clone(),
+            None => self.resolve(name().as_ref()),
         }
     }
 
     /// Observes `secs` for operation `opcode`, labelled `name`.
     pub fn observe<S: AsRef<str>>(&self, opcode: u16, name: impl FnOnce() -> S, secs: f64) {
-        match self.slots.get(opcode as usize).and_then(|s| s.get()) {
-            Some(h) => h.observe(secs),
-            None => self.get(opcode, name).observe(secs),
+        if (opcode as usize) >= OP_SLOTS {
+            self.resolve(name().as_ref()).observe(secs);
+            return;
         }
+        let slot = match self.slots[opcode as usize].get() {
+            Some(s) => s,
+            None => self.slot(opcode, name).expect("a slot"),
+        };
+        slot.hist.observe(secs);
+        slot.micros.add((secs * 1e6) as u64);
+    }
+
+    /// Each operation seen so far, by name, with its times in microseconds.
+    pub fn summaries(&self) -> Vec<(String, SampleSummary)> {
+        let mut v: Vec<_> =
+            self.slots.iter().filter_map(|s| s.get()).map(|s| (s.name.clone(), s.micros.summary())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn vec(&self) -> &HistogramVec {
@@ -442,5 +549,56 @@ impl Collector for FabricCollector {
         let mut out = s.finish();
         out.extend(self.ep.service_latency().collect());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn op_histograms_keep_each_operations_extremes_and_sum() {
+        let ops = OpHistograms::new(latency_histogram("t_ops", "help", &["target", "op"]), &["OST0000"]);
+        ops.observe(4, || "write", 0.000_010);
+        ops.observe(4, || "write", 0.000_030);
+        ops.observe(3, || "read", 0.002);
+        // Past the resolved slots: counted by the histogram only.
+        ops.observe(500, || "odd", 1.0);
+        let s = ops.summaries();
+        assert_eq!(
+            s,
+            vec![
+                ("read".to_string(), SampleSummary { count: 1, sum: 2000, min: 2000, max: 2000 }),
+                ("write".to_string(), SampleSummary { count: 2, sum: 40, min: 10, max: 30 }),
+            ]
+        );
+        assert_eq!(ops.get(4, || "write").get_sample_count(), 2);
+        assert_eq!(ops.vec().with_label_values(&["OST0000", "odd"]).get_sample_count(), 1);
+    }
+
+    #[test]
+    fn no_samples_summarise_as_zeros() {
+        assert_eq!(Samples::default().summary(), SampleSummary::default());
+    }
+
+    proptest! {
+        #[test]
+        fn summaries_match_the_samples_and_merge_as_one_set(
+            a in proptest::collection::vec(0u64..1 << 40, 0..50),
+            b in proptest::collection::vec(0u64..1 << 40, 0..50),
+        ) {
+            let (sa, sb, both) = (Samples::default(), Samples::default(), Samples::default());
+            for v in &a { sa.add(*v); both.add(*v); }
+            for v in &b { sb.add(*v); both.add(*v); }
+            let expect = |v: &[u64]| SampleSummary {
+                count: v.len() as u64,
+                sum: v.iter().sum(),
+                min: v.iter().copied().min().unwrap_or(0),
+                max: v.iter().copied().max().unwrap_or(0),
+            };
+            prop_assert_eq!(sa.summary(), expect(&a));
+            prop_assert_eq!(sa.summary().merge(sb.summary()), both.summary());
+        }
     }
 }

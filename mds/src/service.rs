@@ -133,6 +133,12 @@ impl Mds {
         self.latency.vec()
     }
 
+    /// Each operation served so far, with its times in microseconds
+    /// (`mdt.*.md_stats`).
+    pub fn op_summaries(&self) -> Vec<(String, fabric::metrics::SampleSummary)> {
+        self.latency.summaries()
+    }
+
     fn osts(&self) -> Vec<TargetInfo> {
         self.mgs.config(self.mdt.fsname()).map(|c| c.osts).unwrap_or_default()
     }

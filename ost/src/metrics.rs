@@ -94,10 +94,10 @@ impl Collector for OstCollector {
             let name = t.store.label().target_name();
             let l = [name.as_str()];
             let st = &t.stats;
-            s.add("glint_ost_read_bytes_total", &l, st.read_bytes.load(Ordering::Relaxed) as f64);
-            s.add("glint_ost_write_bytes_total", &l, st.write_bytes.load(Ordering::Relaxed) as f64);
-            s.add("glint_ost_reads_total", &l, st.reads.load(Ordering::Relaxed) as f64);
-            s.add("glint_ost_writes_total", &l, st.writes.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_read_bytes_total", &l, st.read.sum() as f64);
+            s.add("glint_ost_write_bytes_total", &l, st.write.sum() as f64);
+            s.add("glint_ost_reads_total", &l, st.read.count() as f64);
+            s.add("glint_ost_writes_total", &l, st.write.count() as f64);
             s.add("glint_ost_checksum_errors_total", &l, st.checksum_errors.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_open_objects", &l, t.store.open_objects() as f64);
             let ls = t.ldlm.stats();

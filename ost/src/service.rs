@@ -6,7 +6,7 @@
 use crate::io_threads::IoThreads;
 use crate::ldlm::{LdlmConfig, Namespace};
 use crate::{ObjTimes, ObjectStore, OstError};
-use fabric::metrics::OpHistograms;
+use fabric::metrics::{OpHistograms, Samples};
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
 use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use prometheus::HistogramVec;
@@ -67,10 +67,9 @@ impl OssConfig {
 /// Counters of one target, read by metrics and `lctl get_param obdfilter.*.stats`.
 #[derive(Default, Debug)]
 pub struct TargetStats {
-    pub read_bytes: AtomicU64,
-    pub write_bytes: AtomicU64,
-    pub reads: AtomicU64,
-    pub writes: AtomicU64,
+    /// Bytes of each read and of each write served.
+    pub read: Samples,
+    pub write: Samples,
     pub checksum_errors: AtomicU64,
     pub ops: [AtomicU64; 22],
 }
@@ -320,8 +319,7 @@ impl Oss {
             None => None,
         };
         self.disk(move || store.write(fid, offset, &buf[..len as usize], sync)).await?;
-        target.stats.writes.fetch_add(1, Ordering::Relaxed);
-        target.stats.write_bytes.fetch_add(len, Ordering::Relaxed);
+        target.stats.write.add(len);
         Ok(OstReply::Written { len })
     }
 
@@ -363,8 +361,7 @@ impl Oss {
             r.map_err(|e| e.errno())?;
             at += seg.len as usize;
         }
-        target.stats.reads.fetch_add(1, Ordering::Relaxed);
-        target.stats.read_bytes.fetch_add(got as u64, Ordering::Relaxed);
+        target.stats.read.add(got as u64);
         Ok(OstReply::ReadDone { len: got as u64, crc })
     }
 }

@@ -52,6 +52,17 @@ fn counts(stats: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// `MIN MAX SUM` after the unit of a stats line, where it has them.
+fn min_max_sum(stats: &str, name: &str) -> Option<(u64, u64, u64)> {
+    let line = stats.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+    let after = line.split(']').nth(1)?;
+    let v: Vec<u64> = after.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    match v[..] {
+        [min, max, sum] => Some((min, max, sum)),
+        _ => None,
+    }
+}
+
 fn count_of(stats: &str, name: &str) -> u64 {
     counts(stats).into_iter().find(|(n, _)| n == name).map(|(_, c)| c).unwrap_or(0)
 }
@@ -133,6 +144,16 @@ async fn lctl_reads_and_tunes_a_running_file_system() {
     assert!(count_of(&obd, "write_bytes") >= 24, "{obd}");
     assert!(count_of(&obd, "write") >= 24, "{obd}");
     assert!(count_of(&osc_stats, "write") >= 24, "{osc_stats}");
+    // As Lustre's: bytes per transfer and microseconds per operation, with
+    // their extremes and sum.
+    let mib = 1u64 << 20;
+    for stats in [&obd, &osc_stats] {
+        let (min, max, sum) = min_max_sum(stats, "write_bytes").unwrap_or_else(|| panic!("{stats}"));
+        assert!(min == mib && max == mib && sum >= 24 * mib, "{stats}");
+        let (min, max, sum) = min_max_sum(stats, "write").unwrap_or_else(|| panic!("{stats}"));
+        assert!(min > 0 && min <= max && max <= sum, "{stats}");
+        assert!(stats.contains("samples [usecs]"), "{stats}");
+    }
     assert_eq!(rif.len(), 2);
     assert!(rif.iter().all(|p| p.value == "2" && p.writable), "{rif:?}");
     assert!(rpc_stats.contains("rpcs in flight"), "{rpc_stats}");

@@ -6,6 +6,7 @@
 use super::params::{Device, Node, Param, ParamError, number};
 use super::stats::{Counter, Snapshot, op_lines, render};
 use client::{Client, RpcStats, TunableError};
+use fabric::metrics::SampleSummary;
 use prometheus::Registry;
 use std::sync::Arc;
 
@@ -116,7 +117,7 @@ impl Node for MountNode {
         let fs = self.client.fsname().to_string();
         let config = self.client.config();
         let mut out = Vec::new();
-        let (mut reads, mut writes) = (0, 0);
+        let (mut reads, mut writes) = (SampleSummary::default(), SampleSummary::default());
         for i in self.client.ost_indices() {
             let dev = self.osc_name(i);
             let p = |what: &str| format!("osc.{dev}.{what}");
@@ -125,11 +126,16 @@ impl Node for MountNode {
                 out.push(Param::rw(p(MAX_RPCS_IN_FLIGHT), n));
             }
             out.push(Param::rw(p(MAX_PAGES_PER_RPC), self.client.max_pages_per_rpc()));
-            let ops = op_lines(&s, "glint_client_op_duration_seconds", &target);
-            let count = |op: &str| ops.iter().find(|c| c.name == op).map(|c| c.count).unwrap_or(0);
-            reads += count("read");
-            writes += count("write");
-            out.push(Param::ro(p("stats"), render(s.at, &ops)));
+            if let Some(st) = self.client.osc_stats(i) {
+                reads = reads.merge(st.read);
+                writes = writes.merge(st.write);
+                let mut lines = vec![
+                    Counter::samples("read_bytes", st.read, "bytes"),
+                    Counter::samples("write_bytes", st.write, "bytes"),
+                ];
+                lines.extend(op_lines(st.ops));
+                out.push(Param::ro(p("stats"), render(s.at, &lines)));
+            }
             if let Some(r) = self.client.rpc_stats(i) {
                 out.push(Param::ro(p("rpc_stats"), rpc_stats_text(s.at, &r)));
             }
@@ -144,8 +150,7 @@ impl Node for MountNode {
             // Lustre names a client's lock namespace after its OSC.
             out.push(Param::ro(format!("ldlm.namespaces.{dev}.lock_count"), self.client.lock_count_on(i)));
         }
-        let mdt = format!("{fs}-MDT0000");
-        let md_ops = op_lines(&s, "glint_client_op_duration_seconds", &mdt);
+        let md_ops = op_lines(self.client.mdc_stats());
         let md_total: u64 = md_ops.iter().map(|c| c.count).sum();
         out.push(Param::ro(format!("mdc.{}.md_stats", self.mdc_name()), render(s.at, &md_ops)));
         if let Some(t) = &config.mdt {
@@ -154,8 +159,10 @@ impl Node for MountNode {
         }
         // The mount's own counts, per RPC: glint's FUSE layer does not
         // count system calls apart from the RPCs they cause.
-        let mut llite =
-            vec![Counter::new("read_bytes", reads, "bytes"), Counter::new("write_bytes", writes, "bytes")];
+        let mut llite = vec![
+            Counter::samples("read_bytes", reads, "bytes"),
+            Counter::samples("write_bytes", writes, "bytes"),
+        ];
         llite.push(Counter::new("metadata_rpcs", md_total, "reqs"));
         out.push(Param::ro(format!("llite.{}.stats", self.llite_name()), render(s.at, &llite)));
         let l = |what: &str| format!("llite.{}.{what}", self.llite_name());

@@ -54,7 +54,7 @@ impl Node for MdsNode {
         let t = self.target();
         let p = |what: &str| format!("mdt.{t}.{what}");
         let mut out = vec![
-            Param::ro(p("md_stats"), render(s.at, &op_lines(&s, "glint_mds_op_duration_seconds", &t))),
+            Param::ro(p("md_stats"), render(s.at, &op_lines(self.mds.op_summaries()))),
             Param::ro(p("uuid"), format!("{t}_UUID")),
         ];
         if let Ok(fs) = self.mds.mdt().statfs() {
@@ -127,10 +127,10 @@ impl Node for OssNode {
             let num = |name: &str| s.value(name, &l).unwrap_or(0.0) as u64;
             // Lustre's first two lines: the transfers, counted in bytes.
             let mut lines = vec![
-                Counter::new("read_bytes", num("glint_ost_reads_total"), "bytes"),
-                Counter::new("write_bytes", num("glint_ost_writes_total"), "bytes"),
+                Counter::samples("read_bytes", target.stats.read.summary(), "bytes"),
+                Counter::samples("write_bytes", target.stats.write.summary(), "bytes"),
             ];
-            lines.extend(op_lines(&s, "glint_ost_op_duration_seconds", &t));
+            lines.extend(op_lines(target.latency.summaries()));
             out.push(Param::ro(p("stats"), render(s.at, &lines)));
             out.push(Param::ro(p("uuid"), format!("{t}_UUID")));
             out.push(Param::ro(

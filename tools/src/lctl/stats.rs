@@ -5,12 +5,12 @@
 //! write                     16 samples [reqs]
 //! ```
 //!
-//! one line per counter that is not zero, `NAME COUNT samples [UNIT]`.
-//! Lustre adds `MIN MAX SUM [SUMSQ]` for counters that keep them; the
-//! glint services keep latency histograms and totals, not per-sample
-//! minima and maxima, so the lines stop after the unit (the form Lustre
-//! itself prints for counters without them) rather than show estimates.
+//! one line per counter that is not zero, `NAME COUNT samples [UNIT]`,
+//! followed by `MIN MAX SUM` where the counter keeps them, as Lustre's do:
+//! bytes per transfer (`read_bytes`, `write_bytes`) and microseconds per
+//! operation. Lustre's optional `SUMSQ` is not kept.
 
+use fabric::metrics::SampleSummary;
 use prometheus::Registry;
 use prometheus::proto::{Metric, MetricFamily};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,10 +23,6 @@ pub struct Snapshot {
 
 fn has_labels(m: &Metric, labels: &[(&str, &str)]) -> bool {
     labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
-}
-
-fn label<'a>(m: &'a Metric, name: &str) -> Option<&'a str> {
-    m.get_label().iter().find(|l| l.name() == name).map(|l| l.value())
 }
 
 impl Snapshot {
@@ -52,21 +48,6 @@ impl Snapshot {
         }
         found
     }
-
-    /// Samples per `op` of a histogram, over the series with `labels`.
-    pub fn op_counts(&self, histogram: &str, labels: &[(&str, &str)]) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = Vec::new();
-        for m in self.metrics(histogram).filter(|m| has_labels(m, labels)) {
-            let Some(op) = label(m, "op") else { continue };
-            let n = m.get_histogram().get_sample_count();
-            match out.iter_mut().find(|(o, _)| o == op) {
-                Some((_, c)) => *c += n,
-                None => out.push((op.to_string(), n)),
-            }
-        }
-        out.sort();
-        out
-    }
 }
 
 /// One line of a stats file.
@@ -75,11 +56,18 @@ pub struct Counter {
     pub name: String,
     pub count: u64,
     pub unit: &'static str,
+    /// Smallest, largest and sum of the samples, where they are kept.
+    pub min_max_sum: Option<(u64, u64, u64)>,
 }
 
 impl Counter {
     pub fn new(name: impl Into<String>, count: u64, unit: &'static str) -> Counter {
-        Counter { name: name.into(), count, unit }
+        Counter { name: name.into(), count, unit, min_max_sum: None }
+    }
+
+    /// A counter that keeps its samples' extremes and sum.
+    pub fn samples(name: impl Into<String>, s: SampleSummary, unit: &'static str) -> Counter {
+        Counter { name: name.into(), count: s.count, unit, min_max_sum: Some((s.min, s.max, s.sum)) }
     }
 }
 
@@ -94,46 +82,54 @@ pub fn render(at: SystemTime, counters: &[Counter]) -> String {
     let mut out = snapshot_time(at);
     for c in counters.iter().filter(|c| c.count > 0) {
         out.push_str(&format!("\n{:<25} {} samples [{}]", c.name, c.count, c.unit));
+        if let Some((min, max, sum)) = c.min_max_sum {
+            out.push_str(&format!(" {min} {max} {sum}"));
+        }
     }
     out
 }
 
-/// The operation counts of `histogram` for `target`, as `[reqs]` lines.
-pub fn op_lines(s: &Snapshot, histogram: &str, target: &str) -> Vec<Counter> {
-    s.op_counts(histogram, &[("target", target)])
-        .into_iter()
-        .map(|(op, n)| Counter::new(op, n, "reqs"))
-        .collect()
+/// One `[usecs]` line per operation, with its fastest, slowest and total
+/// time.
+pub fn op_lines(ops: Vec<(String, SampleSummary)>) -> Vec<Counter> {
+    ops.into_iter().map(|(op, s)| Counter::samples(op, s, "usecs")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{HistogramOpts, HistogramVec};
     use std::time::Duration;
 
     #[test]
     fn renders_like_lustre() {
         let at = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
-        let text = render(at, &[Counter::new("read_bytes", 0, "bytes"), Counter::new("write", 16, "reqs")]);
+        let bytes = SampleSummary { count: 3, sum: 1_052_672, min: 4096, max: 1_048_576 };
+        let text = render(
+            at,
+            &[
+                Counter::new("read_bytes", 0, "bytes"),
+                Counter::samples("write_bytes", bytes, "bytes"),
+                Counter::new("write", 16, "reqs"),
+            ],
+        );
         assert_eq!(
             text,
-            "snapshot_time             1700000000.000000005 secs.nsecs\nwrite                     16 samples [reqs]"
+            "snapshot_time             1700000000.000000005 secs.nsecs\n\
+             write_bytes               3 samples [bytes] 4096 1048576 1052672\n\
+             write                     16 samples [reqs]"
         );
     }
 
     #[test]
-    fn reads_histogram_counts_by_target_and_op() {
+    fn values_sum_the_series_with_the_labels() {
         let r = Registry::new();
-        let h = HistogramVec::new(HistogramOpts::new("lat", "help"), &["target", "op"]).unwrap();
-        r.register(Box::new(h.clone())).unwrap();
-        h.with_label_values(&["a", "write"]).observe(0.1);
-        h.with_label_values(&["a", "write"]).observe(0.2);
-        h.with_label_values(&["a", "read"]).observe(0.2);
-        h.with_label_values(&["b", "write"]).observe(0.2);
+        let c = prometheus::IntCounterVec::new(prometheus::Opts::new("n", "help"), &["target"]).unwrap();
+        r.register(Box::new(c.clone())).unwrap();
+        c.with_label_values(&["a"]).inc_by(2);
+        c.with_label_values(&["b"]).inc_by(3);
         let s = Snapshot::gather(&r);
-        assert_eq!(s.op_counts("lat", &[("target", "a")]), vec![("read".into(), 1), ("write".into(), 2)]);
-        assert_eq!(s.op_counts("lat", &[]).iter().find(|(o, _)| o == "write").unwrap().1, 3);
+        assert_eq!(s.value("n", &[("target", "a")]), Some(2.0));
+        assert_eq!(s.value("n", &[]), Some(5.0));
         assert_eq!(s.value("nothing", &[]), None);
     }
 }
