@@ -32,6 +32,8 @@ struct Held {
     handle: LockHandle,
     mode: LockMode,
     extent: LockExtent,
+    /// The object's size at the grant, grown by this client's own writes.
+    size: u64,
 }
 
 /// One cached block of an object, `[off, off + data.len())`.
@@ -214,6 +216,12 @@ impl LockCache {
         self.lock().map.get(&fid).is_some_and(|o| o.covered_for(e, mode))
     }
 
+    /// How far the object can reach while this client holds a lock on it:
+    /// the largest size its locks were granted with (None without one).
+    pub fn known_size(&self, fid: Fid) -> Option<u64> {
+        self.lock().map.get(&fid).and_then(|o| o.locks.iter().map(|l| l.size).max())
+    }
+
     fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
         let mut objs = self.lock();
         let now = objs.tick();
@@ -340,6 +348,12 @@ impl LockCache {
     pub fn invalidate(&self, fid: Fid, e: &LockExtent) {
         let mut objs = self.lock();
         if let Some(o) = objs.map.get_mut(&fid) {
+            // A write may grow the object; its own locks stay.
+            if e.end < u64::MAX {
+                for l in &mut o.locks {
+                    l.size = l.size.max(e.end + 1);
+                }
+            }
             let freed = o.drop_blocks(e);
             objs.bytes -= freed;
             let epoch = objs.bump();
@@ -436,9 +450,9 @@ impl Client {
         }
         let losses = self.connection_losses(ost);
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
-            OstReply::Granted { handle, extent: granted } if granted.contains(&extent) => {
+            OstReply::Granted { handle, extent: granted, size } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
-                self.locks.install(ost, fid, Held { handle, mode, extent: granted });
+                self.locks.install(ost, fid, Held { handle, mode, extent: granted, size });
                 self.note_connection(ost, losses);
                 let idle = self.locks.lru_victims(LOCK_LRU);
                 if !idle.is_empty() {
@@ -537,7 +551,7 @@ mod tests {
 
     fn cache_with_lock(extent: LockExtent) -> LockCache {
         let c = LockCache::new(1 << 20);
-        assert!(c.install(0, fid(), Held { handle: LockHandle(9), mode: LockMode::PR, extent }));
+        assert!(c.install(0, fid(), Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0 }));
         c
     }
 
@@ -571,7 +585,12 @@ mod tests {
         let c = LockCache::new(1 << 20);
         let f = |oid| Fid::new(Fid::ost_seq(0), oid);
         for oid in 1..=8u32 {
-            let held = Held { handle: LockHandle(oid as u64), mode: LockMode::PR, extent: LockExtent::WHOLE };
+            let held = Held {
+                handle: LockHandle(oid as u64),
+                mode: LockMode::PR,
+                extent: LockExtent::WHOLE,
+                size: 0,
+            };
             assert!(c.install(0, f(oid), held));
         }
         // Object 1 was granted first but has data cached: it stays.
@@ -585,7 +604,7 @@ mod tests {
         assert!(c.lookup(f(1), 0, 10).is_some());
         // A read that noted an object's epoch before its lock went caches
         // nothing, even under a lock granted since.
-        let again = Held { handle: LockHandle(20), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        let again = Held { handle: LockHandle(20), mode: LockMode::PR, extent: LockExtent::WHOLE, size: 0 };
         assert!(c.install(0, f(2), again));
         assert!(!c.insert(f(2), before, 0, vec![1; 10]));
         assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
@@ -595,7 +614,7 @@ mod tests {
     fn a_grant_called_back_before_it_arrived_is_not_used() {
         let c = LockCache::new(1 << 20);
         c.called_back(fid(), LockHandle(5), LockExtent::WHOLE);
-        let held = Held { handle: LockHandle(5), mode: LockMode::PR, extent: LockExtent::WHOLE };
+        let held = Held { handle: LockHandle(5), mode: LockMode::PR, extent: LockExtent::WHOLE, size: 0 };
         assert!(!c.install(0, fid(), held));
         assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
     }

@@ -270,6 +270,12 @@ impl Client {
                 tracing::debug!(fid = %obj.fid, error = %e, "no lock for readahead; reading on demand");
                 continue;
             }
+            // No block past the object's end: under the lock nobody else
+            // can have grown it beyond the size the grant carried.
+            let hi = match self.locks.known_size(obj.fid) {
+                Some(size) => hi.min(size.div_ceil(block) * block),
+                None => hi,
+            };
             for b in (lo..hi).step_by(block as usize) {
                 if self.locks.lookup(obj.fid, b, block).is_some() {
                     continue;

@@ -143,6 +143,34 @@ async fn readers_share_their_locks_and_a_writers_own_cache_follows_its_writes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readahead_stops_at_the_end_of_each_object() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    // 1.5 stripes: object 0 holds 1 MiB, object 1 half of one.
+    let len = MIB + MIB / 2;
+    let layout = file(&c, "short", len).await;
+    let whole = fill(len, 1);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    // Up to the end, not past it: a read at the end asks the OSTs, rightly.
+    while (got.len() as u64) < len {
+        let n = c.pread(&layout, got.len() as u64, &mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == whole);
+    assert!(c.read_ahead_stats().windows.load(Ordering::Relaxed) > 0, "the 4 KiB reads were read ahead");
+    // Every read an OST served brought bytes: none was for a block past
+    // the end of its object, which the grant's size rules out.
+    for o in &fs.osses {
+        for (_, t) in o.oss.targets() {
+            let r = t.stats.read.summary();
+            assert!(r.count == 0 || r.min > 0, "{} reads, the smallest {} bytes", r.count, r.min);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_reads_are_not_read_ahead() {
     let fs = TestFs::start(2).await;
     let c = Client::mount(&fs.spec()).await.unwrap();

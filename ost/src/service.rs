@@ -263,7 +263,10 @@ impl Oss {
                 }
                 OstRequest::Enqueue { fid, mode, extent } => {
                     let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
-                    OstReply::Granted { handle, extent }
+                    // Read once the lock is granted: a write that grows the
+                    // object from here on calls the lock back first.
+                    let size = self.disk(move || store.getattr(fid)).await?.size;
+                    OstReply::Granted { handle, extent, size }
                 }
                 OstRequest::Cancel { fid, handle } => {
                     target.ldlm.cancel(req.from, fid, handle)?;

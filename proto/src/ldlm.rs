@@ -165,7 +165,7 @@ mod tests {
             prop_assert_eq!(decode::<OstCall>("enqueue", &encode(&call)).unwrap(), call);
             let cancel = OstCall { target, op: OstRequest::Cancel { fid, handle: LockHandle(cookie) } };
             prop_assert_eq!(decode::<OstCall>("cancel", &encode(&cancel)).unwrap(), cancel);
-            let granted = OstReply::Granted { handle: LockHandle(cookie), extent };
+            let granted = OstReply::Granted { handle: LockHandle(cookie), extent, size: cookie };
             prop_assert_eq!(decode::<OstReply>("granted", &encode(&granted)).unwrap(), granted);
         }
 

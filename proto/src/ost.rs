@@ -181,8 +181,12 @@ pub enum OstReply {
     Attr(ObjAttr),
     Statfs(StatFs),
     /// The lock `handle` covers `extent`, which contains the one asked for.
+    /// `size` is the object's size once the lock was granted (Lustre's lock
+    /// value block): no other client can grow it past that while the lock
+    /// is held, so the holder reads ahead no further.
     Granted {
         handle: LockHandle,
         extent: LockExtent,
+        size: u64,
     },
 }
