@@ -439,6 +439,31 @@ impl Client {
         Ok((mdt, osts))
     }
 
+    /// Which targets answer a statfs within `within`: the MDT's answer,
+    /// then each OST's by index (`lfs check servers`, `lfs osts`). A
+    /// target that is down shows as false after `within`, not after the
+    /// RPC layer's whole resend limit.
+    pub async fn probe_targets(&self, within: std::time::Duration) -> (bool, Vec<(u32, bool)>) {
+        let mut set = tokio::task::JoinSet::new();
+        for idx in self.ost_indices() {
+            let me = self.clone_handle();
+            set.spawn(async move {
+                let r = tokio::time::timeout(within, me.ost(idx, &OstRequest::Statfs)).await;
+                (idx, matches!(r, Ok(Ok(OstReply::Statfs(_)))))
+            });
+        }
+        let mdt = matches!(
+            tokio::time::timeout(within, self.md(MdsRequest::Statfs)).await,
+            Ok(Ok(MdsReply::Statfs(_)))
+        );
+        let mut osts = Vec::new();
+        while let Some(r) = set.join_next().await {
+            osts.push(r.expect("probe task"));
+        }
+        osts.sort_by_key(|(i, _)| *i);
+        (mdt, osts)
+    }
+
     /// The file system as `statfs(2)` reports it: blocks summed over the
     /// OSTs, inodes from the MDT.
     pub async fn statfs(&self) -> Result<StatFs> {

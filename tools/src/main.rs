@@ -95,7 +95,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run() -> Result<i32> {
-    let args: Vec<String> = std::env::args().collect();
+    let args = lfs::targets::find_style_args(std::env::args().collect());
     // `mount -t fuse.glint SPEC DIR -o OPTS` runs `mount.fuse.glint SPEC DIR -o OPTS`.
     let argv0 = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
     let cli = if argv0 == "lfs" || argv0 == "lnetctl" || argv0 == "lctl" {
@@ -107,7 +107,7 @@ fn run() -> Result<i32> {
         v.extend(args.into_iter().skip(1));
         Cli::parse_from(v)
     } else {
-        Cli::parse()
+        Cli::parse_from(args)
     };
     match cli.cmd {
         Cmd::Up(a) => runtime()?.block_on(up::up(a)).map(|_| 0),

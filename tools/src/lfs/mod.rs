@@ -15,6 +15,7 @@ pub mod getstripe;
 pub mod mounts;
 pub mod setstripe;
 pub mod sizes;
+pub mod targets;
 
 use client::{Client, process_cred};
 use error::LfsError;
@@ -45,7 +46,22 @@ pub enum LfsCmd {
     },
     /// The paths of each FID (every hard link's, unless --link picks one).
     Fid2path(fid2path::Fid2pathArgs),
+    /// The OSTs of each glint mount (or of the one PATH is in), and whether
+    /// each answers.
+    Osts { path: Option<String> },
+    /// The MDTs of each glint mount (or of the one PATH is in), and whether
+    /// each answers.
+    Mdts { path: Option<String> },
+    /// Whether the servers of every glint mount answer; fails if one does
+    /// not.
+    Check {
+        #[arg(value_enum)]
+        what: targets::Check,
+    },
 }
+
+/// How long a target may take to answer `lfs check`, `osts` or `mdts`.
+const PROBE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct StripeArgs {
@@ -181,6 +197,35 @@ fn report(cmd: &str, what: &str, path: &str, e: &LfsError) -> i32 {
     e.errno().0.clamp(1, 255)
 }
 
+async fn probe(c: &Client) -> targets::Probe {
+    let (mdt, osts) = c.probe_targets(PROBE_WITHIN).await;
+    targets::Probe { fsname: c.fsname().to_string(), mdt, osts }
+}
+
+/// `lfs osts` (`osts`) or `lfs mdts` for the mount of `path`, or for every
+/// glint mount; the exit status.
+async fn listing(osts: bool, path: &Option<String>, mounts: &[GlintMount], clients: &mut Clients) -> i32 {
+    let cmd = if osts { "osts" } else { "mdts" };
+    let chosen = match path {
+        Some(p) => match mounts::locate(p, mounts) {
+            Ok(l) => vec![l.mount],
+            Err(e) => return report(cmd, "cannot stat", p, &e),
+        },
+        None => mounts.to_vec(),
+    };
+    let mut status = 0;
+    for m in chosen {
+        match clients.get(&m).await {
+            Ok(c) => {
+                let p = probe(&c).await;
+                print!("{}", if osts { targets::osts_text(&p) } else { targets::mdts_text(&p) });
+            }
+            Err(e) => status = report(cmd, "cannot reach", &m.source, &e),
+        }
+    }
+    status
+}
+
 pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
     let mounts = mounts::glint_mounts()?;
     let mut clients = Clients::default();
@@ -274,6 +319,27 @@ pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
                     }
                 }
                 Err(e) => status = report("find", "cannot walk", &a.dir, &e),
+            }
+        }
+        LfsCmd::Osts { path } => status = listing(true, &path, &mounts, &mut clients).await,
+        LfsCmd::Mdts { path } => status = listing(false, &path, &mounts, &mut clients).await,
+        LfsCmd::Check { what } => {
+            for m in &mounts {
+                let instance = m
+                    .spec()
+                    .map(|s| fids::instance_name(&s.fsname, &m.source, &m.dir.to_string_lossy()))
+                    .unwrap_or_default();
+                let instance = instance.rsplit('-').next().unwrap_or_default().to_string();
+                match clients.get(m).await {
+                    Ok(c) => {
+                        let (text, ok) = targets::check_text(&probe(&c).await, &instance, what);
+                        print!("{text}");
+                        if !ok {
+                            status = libc::EAGAIN;
+                        }
+                    }
+                    Err(e) => status = report("check", "cannot reach", &m.source, &e),
+                }
             }
         }
         LfsCmd::Getname { paths } => {
