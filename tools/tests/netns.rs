@@ -435,6 +435,14 @@ fn three_hosts_striped_io_survives_an_oss_crash() {
     lab.run("client", "cmp", &[&src, &m("small")]);
     let stripe = lab.glint("client", &["lfs", "getstripe", &m("small")]);
     assert!(stripe.contains("lmm_stripe_count:  2"), "{stripe}");
+    // The targets as an admin first asks after them, and find(1)'s way of
+    // writing lfs find.
+    let osts = lab.glint("client", &["lfs", "osts", &m("small")]);
+    assert_eq!(osts, "OBDS:\n0: glint-OST0000_UUID ACTIVE\n1: glint-OST0001_UUID ACTIVE\n");
+    let mdts = lab.glint("client", &["lfs", "mdts", &m("small")]);
+    assert_eq!(mdts, "MDTS:\n0: glint-MDT0000_UUID ACTIVE\n");
+    let found = lab.glint("client", &["lfs", "find", mnt.to_str().unwrap(), "-type", "f", "-size", "+8M"]);
+    assert_eq!(found.trim_end(), m("small"));
     // The test reads through the mount too, from its own network namespace.
     assert_eq!(std::fs::read(mnt.join("small")).unwrap(), small);
 
