@@ -84,11 +84,23 @@ pub fn mount(a: MountArgs) -> Result<()> {
     let metrics = a.metrics.clone();
     // Held until the file system is unmounted and this function returns.
     let mut lctl = None;
+    // As /proc/self/mountinfo will show the mount, where lfs finds it.
+    let instance = crate::lfs::fids::instance_id(
+        &a.spec
+            .parse::<client::MountSpec>()
+            .map(|s| s.to_string().replace(',', ":"))
+            .unwrap_or(a.spec.clone()),
+        &std::fs::canonicalize(&a.dir).unwrap_or(a.dir.clone()).to_string_lossy(),
+    );
     client::fuse::mount_then(&a.spec, &a.dir, opts, |client, rt| {
         let registry = crate::metrics::client_registry(client).map_err(std::io::Error::other)?;
         let _in = rt.enter();
         // The mount serves the file system without lctl; only warn.
-        match crate::lctl::control::serve(crate::lctl::mount::MountNode::new(client, registry.clone())) {
+        match crate::lctl::control::serve(crate::lctl::mount::MountNode::new(
+            client,
+            registry.clone(),
+            instance.clone(),
+        )) {
             Ok(registered) => lctl = Some(registered),
             Err(e) => {
                 tracing::warn!(error = %e, "lctl will not see this mount");

@@ -90,7 +90,7 @@ async fn lctl_reads_and_tunes_a_running_file_system() {
     for o in &fs.osses {
         registered.push(serve_in(&dir, OssNode::new(o, metrics::oss_registry(o).unwrap())).unwrap());
     }
-    let node = MountNode::new(&c, metrics::client_registry(&c).unwrap());
+    let node = MountNode::new(&c, metrics::client_registry(&c).unwrap(), "0000000000000001".into());
     let osc0 = node.osc_name(0);
     registered.push(serve_in(&dir, node).unwrap());
 

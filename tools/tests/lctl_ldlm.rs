@@ -53,7 +53,7 @@ async fn lock_counts_and_read_ahead_through_lctl_and_metrics() {
     let _oss =
         serve_in(&dir, OssNode::new(&fs.osses[0], metrics::oss_registry(&fs.osses[0]).unwrap())).unwrap();
     let registry = metrics::client_registry(&c).unwrap();
-    let _mount = serve_in(&dir, MountNode::new(&c, registry.clone())).unwrap();
+    let _mount = serve_in(&dir, MountNode::new(&c, registry.clone(), "0000000000000001".into())).unwrap();
 
     let spec = StripeSpec { stripe_count: Some(1), stripe_size: Some(1 << 20), stripe_offset: None };
     let (_, layout) = c.create(&process_cred(), c.root(), "seq", 0o644, spec, true).await.unwrap();

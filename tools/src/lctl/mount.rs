@@ -18,14 +18,14 @@ const MAX_READ_AHEAD_PER_FILE_MB: &str = "max_read_ahead_per_file_mb";
 pub struct MountNode {
     client: Arc<Client>,
     registry: Registry,
-    /// Lustre tells mounts apart by the superblock's address; a mount
-    /// here is one client object.
+    /// Lustre tells mounts apart by the superblock's address; glint by
+    /// `lfs::fids::instance_id` of the mount's source and directory, so
+    /// that `lfs getname` and `lfs check` name the same devices.
     instance: String,
 }
 
 impl MountNode {
-    pub fn new(client: &Arc<Client>, registry: Registry) -> Arc<MountNode> {
-        let instance = format!("{:016x}", Arc::as_ptr(client) as usize);
+    pub fn new(client: &Arc<Client>, registry: Registry, instance: String) -> Arc<MountNode> {
         Arc::new(MountNode { client: client.clone(), registry, instance })
     }
 

@@ -325,11 +325,7 @@ pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
         LfsCmd::Mdts { path } => status = listing(false, &path, &mounts, &mut clients).await,
         LfsCmd::Check { what } => {
             for m in &mounts {
-                let instance = m
-                    .spec()
-                    .map(|s| fids::instance_name(&s.fsname, &m.source, &m.dir.to_string_lossy()))
-                    .unwrap_or_default();
-                let instance = instance.rsplit('-').next().unwrap_or_default().to_string();
+                let instance = fids::instance_id(&m.source, &m.dir.to_string_lossy());
                 match clients.get(m).await {
                     Ok(c) => {
                         let (text, ok) = targets::check_text(&probe(&c).await, &instance, what);
