@@ -265,7 +265,14 @@ impl Oss {
                     let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
                     // Read once the lock is granted: a write that grows the
                     // object from here on calls the lock back first.
-                    let size = self.disk(move || store.getattr(fid)).await?.size;
+                    let size = match self.disk(move || store.getattr(fid)).await {
+                        Ok(a) => a.size,
+                        Err(e) => {
+                            // The client will not know the lock: none is left behind.
+                            let _ = target.ldlm.cancel(req.from, fid, handle);
+                            return Err(e);
+                        }
+                    };
                     OstReply::Granted { handle, extent, size }
                 }
                 OstRequest::Cancel { fid, handle } => {

@@ -13,6 +13,7 @@ use crate::{Errno, Nid, ProcessId};
 use prometheus::HistogramVec;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -221,8 +222,9 @@ struct Inner {
     registry: Arc<MemoryRegistry>,
     pending: Mutex<BTreeMap<u64, oneshot::Sender<Box<dyn RecvBuf>>>>,
     peer_events: Mutex<HashMap<ProcessId, Arc<Notify>>>,
-    /// Connections lost, per peer, over every LND.
-    losses: Mutex<HashMap<ProcessId, u64>>,
+    /// Connections lost, per process (address and pid) someone asked
+    /// about with `connection_losses`: a server that never asks keeps none.
+    losses: Mutex<HashMap<(IpAddr, u32), u64>>,
     services: RwLock<HashMap<u16, Portal>>,
     /// Service threads, started with the first service.
     dispatch: OnceLock<Option<Dispatcher>>,
@@ -291,7 +293,9 @@ impl Deliver for Inbox {
 
     fn peer_down(&self, peer: ProcessId) {
         if let Some(inner) = self.0.upgrade() {
-            *inner.losses.lock().expect("losses lock").entry(peer).or_default() += 1;
+            if let Some(n) = inner.losses.lock().expect("losses lock").get_mut(&(peer.nid.addr, peer.pid)) {
+                *n += 1;
+            }
             inner.peer_event(peer).notify_waiters();
         }
     }
@@ -377,14 +381,13 @@ impl Endpoint {
         self.inner.tcp()
     }
 
-    /// Connections to the process `peer` names that were lost so far, over
-    /// any LND and either of its NIDs on the same address (an o2ib peer may
-    /// be reached over tcp). What a peer granted over a connection (a lock)
-    /// may be gone once this moves: the peer may have restarted, or cut
-    /// this node off.
+    /// Connections to the process `peer` names lost since the first time
+    /// this was asked of it, over any LND and either of its NIDs on the
+    /// same address (an o2ib peer may be reached over tcp). What a peer
+    /// granted over a connection (a lock) may be gone once this moves: the
+    /// peer may have restarted, or cut this node off.
     pub fn connection_losses(&self, peer: ProcessId) -> u64 {
-        let losses = self.inner.losses.lock().expect("losses lock");
-        losses.iter().filter(|(p, _)| p.pid == peer.pid && p.nid.addr == peer.nid.addr).map(|(_, n)| n).sum()
+        *self.inner.losses.lock().expect("losses lock").entry((peer.nid.addr, peer.pid)).or_default()
     }
 
     /// The o2ib NI, when one is configured and this host runs it.
