@@ -40,16 +40,24 @@ impl Stats {
     }
 }
 
-/// Single-stream TCP bandwidth on loopback by iperf3, in Gbit/s.
-pub fn iperf3_gbits(seconds: u32) -> Result<f64> {
+/// Starts the server half of a yardstick tool on a free loopback port and
+/// gives it a moment to listen; the port and the server.
+fn tool_server(tool: &str, args: &[&str]) -> Result<(String, std::process::Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-    let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
+    let server = Command::new(tool)
+        .args(args)
+        .args(["-p", &port])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("running iperf3 (apt-get install iperf3)")?;
+        .with_context(|| format!("running {tool} (apt-get install {tool})"))?;
     std::thread::sleep(Duration::from_millis(300));
+    Ok((port, server))
+}
+
+/// Single-stream TCP bandwidth on loopback by iperf3, in Gbit/s.
+pub fn iperf3_gbits(seconds: u32) -> Result<f64> {
+    let (port, mut server) = tool_server("iperf3", &["-s", "-1", "-B", "127.0.0.1"])?;
     let out = Command::new("iperf3")
         .args(["-c", "127.0.0.1", "-p", &port, "-t", &seconds.to_string(), "-P", "1", "-J"])
         .output()
@@ -80,14 +88,7 @@ pub struct PingPong {
 }
 
 pub fn sockperf_ping_pong(size: usize, seconds: u64) -> Result<PingPong> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-    let mut server = Command::new("sockperf")
-        .args(["sr", "--tcp", "-i", "127.0.0.1", "-p", &port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("running sockperf (apt-get install sockperf)")?;
-    std::thread::sleep(Duration::from_millis(300));
+    let (port, mut server) = tool_server("sockperf", &["sr", "--tcp", "-i", "127.0.0.1"])?;
     let out = Command::new("sockperf")
         .args(["pp", "--tcp", "-i", "127.0.0.1", "-p", &port, "--full-rtt"])
         .args(["-m", &size.to_string(), "-t", &seconds.to_string()])
