@@ -89,9 +89,10 @@ pub struct LockStats {
     pub callbacks: AtomicU64,
 }
 
-/// The connection to an OST as it was when this client was first granted
-/// a lock there: an OST that restarts forgets its locks, and the client
-/// sees that as its connection set up again (or gone).
+/// The connections to an OST's OSS as they were when this client was
+/// first granted a lock there: an OST that restarts forgets its locks, and
+/// one that evicts this client drops its connection; either shows as a
+/// lost connection.
 struct OstConn {
     peer: fabric::ProcessId,
     /// The endpoint's count of connections to the OSS lost, when noted.
@@ -448,12 +449,17 @@ impl Client {
         if self.locks.covered(fid, &extent, mode) {
             return Ok(());
         }
-        let losses = self.connection_losses(ost);
+        // Counted before the enqueue is sent, so a loss while it is under
+        // way counts against the lock.
+        let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
+        let noted = peer.map(|peer| OstConn { peer, losses: self.ep.connection_losses(peer) });
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
             OstReply::Granted { handle, extent: granted, size } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 self.locks.install(ost, fid, Held { handle, mode, extent: granted, size });
-                self.note_connection(ost, losses);
+                if let Some(c) = noted {
+                    self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(c);
+                }
                 let idle = self.locks.lru_victims(LOCK_LRU);
                 if !idle.is_empty() {
                     let osts = self.clone_handle();
@@ -471,19 +477,6 @@ impl Client {
             }
             _ => Err(ClientError::UnexpectedReply { service: "OST" }),
         }
-    }
-
-    /// Notes, with the first lock from `ost`, how many connections to its
-    /// OSS were lost so far. Taken before the enqueue is sent, so a loss
-    /// while it is under way counts against the lock.
-    fn note_connection(&self, ost: u32, losses: u64) {
-        let Some(peer) = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer) else { return };
-        self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(OstConn { peer, losses });
-    }
-
-    fn connection_losses(&self, ost: u32) -> u64 {
-        let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
-        peer.map_or(0, |p| self.ep.connection_losses(p))
     }
 
     /// Whether the locks held on `ost` can still be trusted: no connection

@@ -226,14 +226,21 @@ async fn start_with_callback_timeout(osts: u32, timeout: Duration) -> TestFs {
     TestFs::start_with(osts, &std::env::temp_dir(), |c| c.ldlm.callback_timeout = timeout).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
+/// Two clients of a file system whose OSTs evict after 2 s, and a 16 MiB
+/// file `name` whose first 4 MiB client A has read (so holds locks on).
+async fn a_reader_with_locks_and_a_writer(name: &str) -> (TestFs, Arc<Client>, Arc<Client>, Layout) {
     let fs = start_with_callback_timeout(2, Duration::from_secs(2)).await;
     let a = Client::mount(&fs.spec()).await.unwrap();
     let b = Client::mount(&fs.spec()).await.unwrap();
     let len = 16 * MIB;
-    let layout = file(&a, "gone", len).await;
+    let layout = file(&a, name, len).await;
     read_along(&a, &layout, 0, 4 * MIB, &fill(len, 1)).await;
+    (fs, a, b, layout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
+    let (fs, a, b, layout) = a_reader_with_locks_and_a_writer("gone").await;
     assert!(ost_locks(&fs) >= objects(&layout));
 
     // A's process is gone as far as the OSTs can tell: nothing answers.
@@ -249,12 +256,7 @@ async fn a_holder_that_cannot_answer_is_evicted_and_the_writer_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_evicted_while_alive_reads_what_was_written_after() {
-    let fs = start_with_callback_timeout(2, Duration::from_secs(2)).await;
-    let a = Client::mount(&fs.spec()).await.unwrap();
-    let b = Client::mount(&fs.spec()).await.unwrap();
-    let len = 16 * MIB;
-    let layout = file(&a, "cutoff", len).await;
-    read_along(&a, &layout, 0, 4 * MIB, &fill(len, 1)).await;
+    let (fs, a, b, layout) = a_reader_with_locks_and_a_writer("cutoff").await;
     assert!(cached_beyond(&a, 2 * MIB - 1).await, "A caches what it read ahead");
 
     // A runs on, but the callbacks for its locks never reach it: the OST

@@ -84,12 +84,10 @@ pub fn mount(a: MountArgs) -> Result<()> {
     let metrics = a.metrics.clone();
     // Held until the file system is unmounted and this function returns.
     let mut lctl = None;
-    // As /proc/self/mountinfo will show the mount, where lfs finds it.
+    // As /proc/self/mountinfo will show the mount (the spec's own form, as
+    // the FUSE mount gives it), where lfs finds it.
     let instance = crate::lfs::fids::instance_id(
-        &a.spec
-            .parse::<client::MountSpec>()
-            .map(|s| s.to_string().replace(',', ":"))
-            .unwrap_or(a.spec.clone()),
+        &a.spec.parse::<client::MountSpec>().map(|s| s.to_string()).unwrap_or(a.spec.clone()),
         &std::fs::canonicalize(&a.dir).unwrap_or(a.dir.clone()).to_string_lossy(),
     );
     client::fuse::mount_then(&a.spec, &a.dir, opts, |client, rt| {

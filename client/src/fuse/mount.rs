@@ -52,8 +52,9 @@ fn runtime(opts: &MountOptions) -> Result<Runtime, MountError> {
 /// (`127.0.0.1@tcp:/glint`), the type is `fuse.glint`.
 fn fuse_config(spec: &MountSpec, opts: &MountOptions) -> fuser::Config {
     let mut c = fuser::Config::default();
-    // A comma would end the option; a failover list keeps its first NID.
-    let source = spec.to_string().replace(',', ":");
+    // The spec's own form, NIDs joined by ':': no comma, which would end
+    // the option.
+    let source = spec.to_string();
     c.mount_options = vec![
         MountOption::FSName(source),
         MountOption::CUSTOM("subtype=glint".into()),
