@@ -10,7 +10,8 @@
 
 use crate::client::{Client, attr_reply};
 use crate::error::{ClientError, Result};
-use crate::gather::{Gather, gather_capacity};
+use crate::gather::gather_capacity;
+use crate::write_back::WriteBack;
 use fabric::Errno;
 use proto::layout::MAX_FILE_SIZE;
 use proto::mds::OPEN_CREATED;
@@ -51,9 +52,8 @@ pub struct File {
     layout: Option<Layout>,
     flags: i32,
     pos: Mutex<u64>,
-    /// Held while gathered extents go out, so a later write of the same
-    /// bytes cannot overtake them; also one append at a time.
-    dirty: Mutex<Gather>,
+    /// Small sequential writes, gathered under PW locks.
+    dirty: Arc<WriteBack>,
     /// With `O_APPEND`: the client's append lock of this file.
     append: Option<Arc<Mutex<()>>>,
     closed: AtomicBool,
@@ -129,10 +129,10 @@ impl Client {
             client: self.clone(),
             cred: cred.clone(),
             fid: attr.fid,
+            dirty: WriteBack::new(self.clone(), layout.clone(), cap),
             layout,
             flags,
             pos: Mutex::new(0),
-            dirty: Mutex::new(Gather::new(cap)),
             append: (flags & libc::O_APPEND != 0).then(|| self.appends.of(attr.fid)),
             closed: AtomicBool::new(false),
         };
@@ -191,11 +191,7 @@ impl File {
 
     /// Sends what this file gathered.
     async fn flush(&self) -> Result<()> {
-        let mut dirty = self.dirty.lock().await;
-        if let (Some(e), Some(layout)) = (dirty.take(), &self.layout) {
-            self.client.pwrite(layout, e.off, &e.data, false).await?;
-        }
-        Ok(())
+        self.dirty.flush().await
     }
 
     /// Reads at `off` without moving the position; 0 at or past the end.
@@ -227,7 +223,6 @@ impl File {
             return Err(errno(Errno::EBADF));
         }
         let layout = self.layout.as_ref().ok_or(errno(Errno::EIO))?;
-        let mut dirty = self.dirty.lock().await;
         let _one_append = match &self.append {
             Some(l) => Some(l.lock().await),
             None => None,
@@ -235,9 +230,7 @@ impl File {
         let off = if self.append.is_some() {
             // The end is what the objects say once this file's own bytes
             // are out; the lock keeps this client's appends apart.
-            if let Some(e) = dirty.take() {
-                self.client.pwrite(layout, e.off, &e.data, false).await?;
-            }
+            self.flush().await?;
             self.client.glimpse_size(layout).await?
         } else {
             off
@@ -246,14 +239,10 @@ impl File {
         let end = end.ok_or(errno(Errno::EFBIG))?;
         let sync = self.flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
         if sync || self.append.is_some() {
-            if let Some(e) = dirty.take() {
-                self.client.pwrite(layout, e.off, &e.data, false).await?;
-            }
+            self.flush().await?;
             self.client.pwrite(layout, off, data, sync).await?;
         } else {
-            for e in dirty.add(off, data) {
-                self.client.pwrite(layout, e.off, &e.data, false).await?;
-            }
+            self.dirty.write(off, data).await?;
         }
         Ok((data.len(), end))
     }
@@ -346,13 +335,10 @@ impl Drop for File {
             tracing::warn!(fid = %self.fid, "file dropped outside a runtime: gathered bytes and close not sent");
             return;
         };
-        let pending = self.dirty.try_lock().ok().and_then(|mut d| d.take());
-        let (client, cred, fid, layout) =
-            (self.client.clone(), self.cred.clone(), self.fid, self.layout.clone());
+        let (client, cred, fid, dirty) =
+            (self.client.clone(), self.cred.clone(), self.fid, self.dirty.clone());
         rt.spawn(async move {
-            if let (Some(e), Some(layout)) = (pending, &layout)
-                && let Err(err) = client.pwrite(layout, e.off, &e.data, false).await
-            {
+            if let Err(err) = dirty.flush().await {
                 tracing::warn!(%fid, error = %err, "a dropped file's gathered bytes could not be written");
             }
             if let Err(err) = client.md_as(cred, MdsRequest::Close { fid }).await {

@@ -17,6 +17,7 @@ pub mod metrics;
 mod mount_spec;
 mod readahead;
 mod tunables;
+mod write_back;
 
 pub use client::{Client, process_cred};
 pub use error::{ClientError, Result};

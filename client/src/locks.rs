@@ -9,6 +9,7 @@
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::write_back::WriteBack;
 use fabric::Errno;
 use fabric::rpc::{Request, Response, Service};
 use proto::ldlm::{LdlmCallback, LdlmCallbackReply};
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Handles called back before their grant arrived, remembered per object
 /// so such a grant is not used (the OST already counts it cancelled).
@@ -34,6 +35,9 @@ struct Held {
     extent: LockExtent,
     /// The object's size at the grant, grown by this client's own writes.
     size: u64,
+    /// Called back: what it covered is on its way out, and it covers
+    /// nothing new.
+    cancelling: bool,
 }
 
 /// One cached block of an object, `[off, off + data.len())`.
@@ -52,6 +56,9 @@ struct Object {
     blocks: BTreeMap<u64, Block>,
     /// When a lock of it was last granted or its cache last read.
     used: u64,
+    /// Open files that gathered writes to it under a PW lock: a callback
+    /// of that lock sends them first.
+    writers: Vec<Weak<WriteBack>>,
 }
 
 impl Object {
@@ -62,7 +69,13 @@ impl Object {
 
     /// Whether a held lock covers `e` in `mode` (a PW lock serves for PR).
     fn covered_for(&self, e: &LockExtent, mode: LockMode) -> bool {
-        self.locks.iter().any(|l| l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR))
+        self.locks.iter().any(|l| {
+            !l.cancelling && l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR)
+        })
+    }
+
+    fn has_writers(&self) -> bool {
+        self.writers.iter().any(|w| w.strong_count() > 0)
     }
 
     /// Drops the blocks overlapping `e`; the bytes freed.
@@ -108,6 +121,8 @@ pub(crate) struct LockCache {
     pub(crate) stats: LockStats,
     /// Blocking callbacks still to be lost (fault injection).
     lose_callbacks: AtomicU32,
+    /// Woken when a callback has given its lock up.
+    callback_done: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -184,6 +199,7 @@ impl LockCache {
             max_bytes: AtomicUsize::new(max_bytes),
             stats: LockStats::default(),
             lose_callbacks: AtomicU32::new(0),
+            callback_done: tokio::sync::Notify::new(),
         }
     }
 
@@ -248,7 +264,7 @@ impl LockCache {
             let mut idle: Vec<(u64, Fid)> = objs
                 .map
                 .iter()
-                .filter(|(_, o)| !o.locks.is_empty() && o.blocks.is_empty())
+                .filter(|(_, o)| !o.locks.is_empty() && o.blocks.is_empty() && !o.has_writers())
                 .map(|(fid, o)| (o.used, *fid))
                 .collect();
             idle.sort_unstable();
@@ -265,7 +281,9 @@ impl LockCache {
             }
         }
         if objs.map.len() > 2 * max {
-            objs.map.retain(|_, o| !o.locks.is_empty() || !o.blocks.is_empty() || !o.early.is_empty());
+            objs.map.retain(|_, o| {
+                !o.locks.is_empty() || !o.blocks.is_empty() || !o.early.is_empty() || o.has_writers()
+            });
         }
         out
     }
@@ -362,6 +380,39 @@ impl LockCache {
         }
     }
 
+    /// Notes that `w` gathers writes to `fid` (once).
+    pub fn add_writer(&self, fid: Fid, w: &Arc<WriteBack>) {
+        let mut objs = self.lock();
+        let o = objs.object(fid);
+        if o.writers.iter().any(|x| std::ptr::eq(x.as_ptr(), Arc::as_ptr(w))) {
+            return;
+        }
+        o.writers.retain(|x| x.strong_count() > 0);
+        o.writers.push(Arc::downgrade(w));
+    }
+
+    fn writers_of(&self, fid: Fid) -> Vec<Arc<WriteBack>> {
+        let objs = self.lock();
+        objs.map.get(&fid).map(|o| o.writers.iter().filter_map(Weak::upgrade).collect()).unwrap_or_default()
+    }
+
+    /// A callback arrived: the lock stops covering anything (reads under
+    /// way are not cached, writes take a new lock). Its mode, if held.
+    fn begin_callback(&self, fid: Fid, handle: LockHandle) -> Option<LockMode> {
+        let mut objs = self.lock();
+        let epoch = objs.bump();
+        let o = objs.object(fid);
+        o.epoch = epoch;
+        let l = o.locks.iter_mut().find(|l| l.handle == handle)?;
+        l.cancelling = true;
+        Some(l.mode)
+    }
+
+    /// Whether a lock of `fid` is being called back.
+    fn cancelling(&self, fid: Fid) -> bool {
+        self.lock().map.get(&fid).is_some_and(|o| o.locks.iter().any(|l| l.cancelling))
+    }
+
     /// A blocking callback: the lock and what it covered go.
     fn called_back(&self, fid: Fid, handle: LockHandle, extent: LockExtent) {
         self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
@@ -386,6 +437,8 @@ impl LockCache {
         };
         objs.bytes -= freed;
         objs.held -= released;
+        drop(objs);
+        self.callback_done.notify_waiters();
     }
 
     /// Forgets every lock and cached block; the locks held, to cancel.
@@ -432,7 +485,13 @@ impl Service for CallbackService {
                     if !extent.is_valid() {
                         return Err(Errno::EINVAL);
                     }
-                    // Nothing is dirty: writes go straight to the OSTs.
+                    // Gathered writes under a PW lock reach the OST before
+                    // the lock goes, so the one who needs it sees them.
+                    if self.cache.begin_callback(fid, handle) == Some(LockMode::PW) {
+                        for w in self.cache.writers_of(fid) {
+                            w.flush_for_callback().await;
+                        }
+                    }
                     self.cache.called_back(fid, handle, extent);
                     tracing::debug!(peer = %req.from, %fid, %extent, "lock called back; its cache dropped");
                 }
@@ -449,6 +508,18 @@ impl Client {
         if self.locks.covered(fid, &extent, mode) {
             return Ok(());
         }
+        // A lock of the object is being given up: asking again before it
+        // is gone would be granted at once (a client's own locks never
+        // conflict) and starve whoever called it back.
+        // (Polled too: a callback cut short by a lost connection never
+        // says it is done.)
+        loop {
+            let done = self.locks.callback_done.notified();
+            if !self.locks.cancelling(fid) {
+                break;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), done).await;
+        }
         // Counted before the enqueue is sent, so a loss while it is under
         // way counts against the lock.
         let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
@@ -456,7 +527,7 @@ impl Client {
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
             OstReply::Granted { handle, extent: granted, size } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
-                self.locks.install(ost, fid, Held { handle, mode, extent: granted, size });
+                self.locks.install(ost, fid, Held { handle, mode, extent: granted, size, cancelling: false });
                 if let Some(c) = noted {
                     self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(c);
                 }
@@ -544,7 +615,11 @@ mod tests {
 
     fn cache_with_lock(extent: LockExtent) -> LockCache {
         let c = LockCache::new(1 << 20);
-        assert!(c.install(0, fid(), Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0 }));
+        assert!(c.install(
+            0,
+            fid(),
+            Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0, cancelling: false }
+        ));
         c
     }
 
@@ -583,6 +658,7 @@ mod tests {
                 mode: LockMode::PR,
                 extent: LockExtent::WHOLE,
                 size: 0,
+                cancelling: false,
             };
             assert!(c.install(0, f(oid), held));
         }
@@ -597,7 +673,13 @@ mod tests {
         assert!(c.lookup(f(1), 0, 10).is_some());
         // A read that noted an object's epoch before its lock went caches
         // nothing, even under a lock granted since.
-        let again = Held { handle: LockHandle(20), mode: LockMode::PR, extent: LockExtent::WHOLE, size: 0 };
+        let again = Held {
+            handle: LockHandle(20),
+            mode: LockMode::PR,
+            extent: LockExtent::WHOLE,
+            size: 0,
+            cancelling: false,
+        };
         assert!(c.install(0, f(2), again));
         assert!(!c.insert(f(2), before, 0, vec![1; 10]));
         assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
@@ -607,7 +689,13 @@ mod tests {
     fn a_grant_called_back_before_it_arrived_is_not_used() {
         let c = LockCache::new(1 << 20);
         c.called_back(fid(), LockHandle(5), LockExtent::WHOLE);
-        let held = Held { handle: LockHandle(5), mode: LockMode::PR, extent: LockExtent::WHOLE, size: 0 };
+        let held = Held {
+            handle: LockHandle(5),
+            mode: LockMode::PR,
+            extent: LockExtent::WHOLE,
+            size: 0,
+            cancelling: false,
+        };
         assert!(!c.install(0, fid(), held));
         assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
     }

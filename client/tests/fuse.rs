@@ -135,6 +135,35 @@ async fn two_mounts_see_each_others_writes_at_once() {
     assert_eq!(out, "hello\na longer second version\ninside\n5007\nf\n");
 }
 
+/// A log kept open on one mount, as a training job keeps its own, is read
+/// on another as each line is written (`tail -f` from a login node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_kept_open_shows_each_write_on_the_other_mount() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut log = std::fs::File::create(a.join("train.log")).unwrap();
+        let mut want = String::new();
+        for step in 0..40 {
+            let line = format!("step {step} loss 0.{step}\n");
+            log.write_all(line.as_bytes()).unwrap();
+            want.push_str(&line);
+            if step % 9 == 0 {
+                let seen = std::fs::metadata(b.join("train.log")).unwrap().len();
+                assert_eq!(seen, want.len() as u64, "size on the other mount after step {step}");
+                let got = std::fs::read_to_string(b.join("train.log")).unwrap();
+                assert_eq!(got, want, "bytes on the other mount after step {step}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_tar_find_diff_over_a_tree() {
     let fs = TestFs::start(3).await;

@@ -308,3 +308,91 @@ async fn a_lost_connection_to_an_ost_drops_the_locks_and_cache_of_its_objects() 
     read_along(&a, &layout, 7 * MIB, 12 * MIB, &whole).await;
     assert!(a.read_ahead_stats().hits.load(Ordering::Relaxed) > hits);
 }
+
+/// A client that gathers small writes holds PW locks; the other client's
+/// stat, read and write call them back, and the gathered bytes land first,
+/// so nobody sees a file older than a write that returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gathered_writes_are_seen_by_another_client_at_once() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let w = a.open_striped(&cred, "/log", new, 0o644, spec).await.unwrap();
+    let r = b.open(&cred, "/log", libc::O_RDONLY, 0).await.unwrap();
+    let mut want = Vec::new();
+    // Past the first stripe, so both objects hold gathered bytes.
+    let line = fill(4000, 3);
+    while want.len() < (MIB + MIB / 2) as usize {
+        w.write(&line).await.unwrap();
+        want.extend_from_slice(&line);
+        if want.len() % (100 * line.len()) == 0 {
+            assert_eq!(r.stat().await.unwrap().size, want.len() as u64);
+            let mut buf = vec![0u8; want.len() + 4096];
+            let n = r.pread(0, &mut buf).await.unwrap();
+            assert!(n == want.len() && buf[..n] == want[..], "B read {n} of {} bytes", want.len());
+        }
+    }
+    assert!(a.lock_stats().callbacks.load(Ordering::Relaxed) >= 1);
+
+    // B overwrites the start while A still gathers bytes there: A's bytes
+    // land before B's, not after.
+    let tail = want.len() as u64;
+    w.write(&fill(100, 7)).await.unwrap();
+    w.pwrite(0, &fill(3000, 5)).await.unwrap();
+    b.pwrite(r.layout().unwrap(), 0, &fill(1000, 8), false).await.unwrap();
+    w.close().await.unwrap();
+    want[..3000].copy_from_slice(&fill(3000, 5));
+    want[..1000].copy_from_slice(&fill(1000, 8));
+    want.extend_from_slice(&fill(100, 7));
+    let mut buf = vec![0u8; want.len() + 10];
+    let n = r.pread(0, &mut buf).await.unwrap();
+    assert_eq!(n as u64, tail + 100);
+    assert!(buf[..n] == want[..], "B's write is the last at the start of the file");
+    r.close().await.unwrap();
+}
+
+/// Two clients gather small writes into one file's objects and send large
+/// writes into the ranges the other gathers in: each callback's flush goes
+/// out under its own lock without waiting on the other's, so neither is
+/// evicted and every byte lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_crossing_each_others_gathered_ranges_are_not_evicted() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    a.open_striped(&cred, "/ior", libc::O_WRONLY | libc::O_CREAT, 0o644, spec)
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    // Client `me` writes 4 KiB pieces in [small, small + 256 KiB) and 2 MiB
+    // (a whole gather buffer) at `big`, `big` + 2 MiB...
+    async fn writer(c: Arc<Client>, small: u64, big: u64, byte: u8) {
+        let f = c.open(&process_cred(), "/ior", libc::O_WRONLY, 0).await.unwrap();
+        for i in 0..64u64 {
+            f.pwrite(small + i * 4096, &fill(4096, byte)).await.unwrap();
+            if i % 16 == 15 {
+                f.pwrite(big + (i / 16) * 2 * MIB, &fill(2 * MIB, byte)).await.unwrap();
+            }
+        }
+        f.close().await.unwrap();
+    }
+    tokio::join!(writer(a.clone(), 0, 8 * MIB, 1), writer(b.clone(), 4 * MIB, 16 * MIB, 2));
+    assert_eq!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)), 0);
+    let layout = b.resolve(&cred, "/ior").await.unwrap().1.unwrap();
+    for (off, len, byte) in
+        [(0, 256 << 10, 1), (4 * MIB, 256 << 10, 2), (8 * MIB, 8 * MIB, 1), (16 * MIB, 8 * MIB, 2)]
+    {
+        let mut buf = vec![0u8; len as usize];
+        assert_eq!(b.pread(&layout, off, &mut buf).await.unwrap(), buf.len());
+        let want: Vec<u8> = (0..len / 4096).flat_map(|_| fill(4096, byte)).collect();
+        let want = if len == 8 * MIB { (0..4).flat_map(|_| fill(2 * MIB, byte)).collect() } else { want };
+        assert!(buf == want, "bytes at {off}");
+    }
+}

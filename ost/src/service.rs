@@ -235,6 +235,9 @@ impl Oss {
                     OstReply::Done
                 }
                 OstRequest::Getattr { fid } => {
+                    // Writes another client gathered under a PW lock count
+                    // towards the size: they come in first.
+                    target.ldlm.lock_read(req.from, fid, LockExtent::WHOLE).await?;
                     let a = self.disk(move || store.getattr(fid)).await?;
                     OstReply::Attr(ObjAttr {
                         size: a.size,
@@ -309,6 +312,12 @@ impl Oss {
         sync: bool,
     ) -> Result<OstReply, Errno> {
         self.check_bulk(len, &segs)?;
+        // The range is held before a pool buffer is taken: a write waiting
+        // for a callback must not keep the buffer the holder's flush needs.
+        let _io = match LockExtent::of_range(offset, len) {
+            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
+            None => None,
+        };
         let mut buf: PoolBuf = self.bufs.get().await;
         let mut at = 0usize;
         for seg in segs {
@@ -324,10 +333,6 @@ impl Oss {
             return Err(Errno::EBADMSG);
         }
         let store = target.store.clone();
-        let _io = match LockExtent::of_range(offset, len) {
-            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
-            None => None,
-        };
         self.disk(move || store.write(fid, offset, &buf[..len as usize], sync)).await?;
         target.stats.write.add(len);
         Ok(OstReply::Written { len })

@@ -1,15 +1,17 @@
 //! File data through the mount: open, create, read, write, flush, fsync,
-//! release. Nothing is cached across opens: every read goes to the OSTs.
-//! Writes of one open file are gathered into RPC-size extents and sent on
-//! flush, fsync, close, a non-contiguous write, a full buffer, and before
-//! any read, stat or truncate of that file on this mount.
+//! release. The kernel caches no file data (direct I/O): reads go through
+//! the library's readahead. Small writes of one open file are gathered
+//! under PW locks into RPC-size extents and sent on flush, fsync, close, a
+//! non-contiguous write, a full buffer, before any read, stat or truncate
+//! of that file on this mount, and when another client needs the range.
 
 use super::convert::name_str;
 use super::cred::Caller;
 use super::handles::FileHandle;
 use super::mounted::{Mounted, OrErrno, R};
 use crate::client::attr_reply;
-use crate::gather::{Gather, gather_capacity};
+use crate::gather::gather_capacity;
+use crate::write_back::WriteBack;
 use fabric::Errno;
 use fuser::FileAttr;
 use proto::layout::MAX_FILE_SIZE;
@@ -31,15 +33,8 @@ impl Mounted {
     ) -> u64 {
         let cap = self.gather_cap(layout.as_ref());
         let shared = self.handles.shared(ino);
-        self.handles.add_file(|| FileHandle {
-            ino,
-            fid: attr_fid,
-            flags,
-            layout,
-            mds_open,
-            shared,
-            dirty: tokio::sync::Mutex::new(Gather::new(cap)),
-        })
+        let dirty = layout.as_ref().map(|l| WriteBack::new(self.client.clone(), Some(l.clone()), cap));
+        self.handles.add_file(|| FileHandle { ino, fid: attr_fid, flags, layout, mds_open, shared, dirty })
     }
 
     /// Opens `ino`; the MDS checks the access mode against the caller and
@@ -118,22 +113,16 @@ impl Mounted {
             self.client.pwrite(layout, off, &data, true).await.or_errno()?;
             return Ok(len);
         }
-        // The lock is held while the extents go out so that a later write
-        // of the same bytes cannot overtake them.
-        let mut dirty = h.dirty.lock().await;
-        for e in dirty.add(off, &data) {
-            self.client.pwrite(layout, e.off, &e.data, false).await.or_errno()?;
-        }
+        h.dirty.as_ref().ok_or(Errno::EIO)?.write(off, &data).await.or_errno()?;
         Ok(len)
     }
 
     /// Sends what one open file gathered.
     pub async fn flush_handle(&self, h: &FileHandle) -> R<()> {
-        let mut dirty = h.dirty.lock().await;
-        if let (Some(e), Some(layout)) = (dirty.take(), &h.layout) {
-            self.client.pwrite(layout, e.off, &e.data, false).await.or_errno()?;
+        match &h.dirty {
+            Some(w) => w.flush().await.or_errno(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// close(2) of one descriptor: what was written reaches the OSTs, and a

@@ -1,7 +1,7 @@
 //! Open files and directories of the mount: what each FUSE file handle
 //! holds, and the state the handles of one inode share.
 
-use crate::gather::Gather;
+use crate::write_back::WriteBack;
 use fabric::Errno;
 use proto::{DirEntry, Fid, Layout};
 use std::collections::HashMap;
@@ -28,8 +28,8 @@ pub(crate) struct FileHandle {
     /// Whether the MDS counted this open (and must hear the close).
     pub mds_open: bool,
     pub shared: Arc<OpenInode>,
-    /// Written bytes not yet sent to the OSTs.
-    pub dirty: tokio::sync::Mutex<Gather>,
+    /// Written bytes not yet sent to the OSTs (a file with objects).
+    pub dirty: Option<Arc<WriteBack>>,
 }
 
 impl FileHandle {
@@ -138,7 +138,7 @@ mod tests {
             layout: None,
             mds_open: true,
             shared,
-            dirty: tokio::sync::Mutex::new(Gather::new(0)),
+            dirty: None,
         })
     }
 
