@@ -6,18 +6,28 @@
 //! leaves the client only as a whole RPC (or at fsync, close, or a read of
 //! the file here).
 //!
+//! A full buffer goes out in the background while the writer fills the
+//! next one (at most `IN_FLIGHT` buffers per file), as Lustre's write-back
+//! sends dirty pages while the application writes on; a failure is
+//! reported by the next flush, fsync or close, as the kernel reports a
+//! failed write-back.
+//!
 //! No lock is ever awaited while the buffer's mutex is held: the locks are
 //! taken first, and what goes out under the mutex goes under this client's
 //! own PW locks, which the OST never makes wait. That is what lets a
-//! callback take the mutex without waiting on another client's callback in
-//! turn.
+//! callback take the mutex, and wait for the buffers in flight, without
+//! waiting on another client's callback in turn.
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
-use crate::gather::Gather;
+use crate::gather::{Extent, Gather};
 use fabric::Errno;
 use proto::{Fid, Layout, LockExtent, LockMode};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Full buffers of one file on their way to the OSTs at once.
+const IN_FLIGHT: u32 = 2;
 
 /// The write-back buffer of one open file.
 pub(crate) struct WriteBack {
@@ -25,9 +35,12 @@ pub(crate) struct WriteBack {
     layout: Option<Layout>,
     cap: u64,
     gather: tokio::sync::Mutex<Gather>,
-    /// What a flush no caller waited for (a callback's) failed with,
-    /// reported by the next flush, as the kernel reports a failed
-    /// write-back at fsync or close.
+    /// A permit per buffer in flight.
+    slots: Arc<Semaphore>,
+    /// The file ranges in flight, so an overlapping one waits for them.
+    sending: Mutex<Vec<(u64, u64)>>,
+    /// What a send no caller waited for failed with (the first), reported
+    /// by the next flush.
     lost: Mutex<Option<Errno>>,
 }
 
@@ -45,6 +58,8 @@ impl WriteBack {
             layout,
             cap,
             gather: tokio::sync::Mutex::new(Gather::new(cap)),
+            slots: Arc::new(Semaphore::new(IN_FLIGHT as usize)),
+            sending: Mutex::new(Vec::new()),
             lost: Mutex::new(None),
         })
     }
@@ -57,7 +72,7 @@ impl WriteBack {
             return Ok(());
         }
         if (data.len() as u64) >= self.cap {
-            self.send_gathered().await?;
+            self.send_all().await;
             self.client.pwrite(layout, off, data, false).await?;
             return Ok(());
         }
@@ -75,7 +90,7 @@ impl WriteBack {
             // Gathered bytes all lie under this client's PW locks: they go
             // out without waiting on anyone.
             for e in gather.add(off, data) {
-                self.client.pwrite(layout, e.off, &e.data, false).await?;
+                self.dispatch(e).await;
             }
             return Ok(());
         }
@@ -99,31 +114,63 @@ impl WriteBack {
         Ok(out)
     }
 
-    /// Sends what is gathered.
-    async fn send_gathered(&self) -> Result<()> {
-        let mut gather = self.gather.lock().await;
-        if let (Some(e), Some(layout)) = (gather.take(), &self.layout) {
-            self.client.pwrite(layout, e.off, &e.data, false).await?;
+    /// Sends `e` in the background once a slot is free, after the extents
+    /// in flight that overlap it (so a rewrite never lands before the
+    /// bytes it replaces).
+    async fn dispatch(self: &Arc<Self>, e: Extent) {
+        let Some(layout) = self.layout.clone() else { return };
+        let range = (e.off, e.off + e.data.len() as u64);
+        let overlaps = self.sending.lock().expect("sending").iter().any(|r| r.0 < range.1 && range.0 < r.1);
+        if overlaps {
+            self.drain().await;
         }
-        Ok(())
+        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        self.sending.lock().expect("sending").push(range);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let sent = me.client.pwrite(&layout, e.off, &e.data, false).await;
+            let mut sending = me.sending.lock().expect("sending");
+            if let Some(i) = sending.iter().position(|r| *r == range) {
+                sending.swap_remove(i);
+            }
+            drop(sending);
+            if let Err(err) = sent {
+                tracing::warn!(off = e.off, len = e.data.len(), error = %err, "gathered writes could not be sent");
+                me.lost.lock().expect("lost lock").get_or_insert(err.errno());
+            }
+            drop(slot);
+        });
     }
 
-    /// Sends what is gathered; also reports a failure of a flush made for
-    /// a callback since the last call.
-    pub async fn flush(&self) -> Result<()> {
-        self.send_gathered().await?;
+    /// Waits until nothing is in flight.
+    async fn drain(&self) {
+        let _all = self.slots.acquire_many(IN_FLIGHT).await.expect("the semaphore is never closed");
+    }
+
+    /// Sends what is gathered and waits for everything in flight.
+    async fn send_all(self: &Arc<Self>) {
+        {
+            let mut gather = self.gather.lock().await;
+            if let Some(e) = gather.take() {
+                self.dispatch(e).await;
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Sends what is gathered, waits for it, and reports the first send
+    /// that failed since the last flush.
+    pub async fn flush(self: &Arc<Self>) -> Result<()> {
+        self.send_all().await;
         match self.lost.lock().expect("lost lock").take() {
             Some(e) => Err(ClientError::Errno(e)),
             None => Ok(()),
         }
     }
 
-    /// A lock covering gathered bytes is being called back: they go out
-    /// first. A failure is kept for the next `flush`.
-    pub async fn flush_for_callback(&self) {
-        if let Err(e) = self.send_gathered().await {
-            tracing::warn!(error = %e, "gathered writes could not be sent for a lock callback");
-            self.lost.lock().expect("lost lock").get_or_insert(e.errno());
-        }
+    /// A lock covering gathered bytes is being called back: they reach the
+    /// OSTs first. A failure waits for the next `flush`.
+    pub async fn flush_for_callback(self: &Arc<Self>) {
+        self.send_all().await;
     }
 }

@@ -63,6 +63,25 @@ async fn small_sequential_writes_go_out_as_whole_rpcs() {
     again.close().await.unwrap();
 }
 
+/// Full buffers go out in the background; one that rewrites bytes still in
+/// flight waits for them, so the last write wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_of_bytes_in_flight_land_after_them() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let f = c.open_striped(&process_cred(), "/again", RW_NEW, 0o644, one_stripe()).await.unwrap();
+    for round in 0..64u8 {
+        for half in 0..2u64 {
+            f.pwrite(half << 19, &[round; 1 << 19]).await.unwrap();
+        }
+    }
+    f.fsync().await.unwrap();
+    let all = read_all(&f).await;
+    assert_eq!(all.len(), 1 << 20);
+    assert!(all.iter().all(|b| *b == 63), "an older round's bytes landed last");
+    f.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_flags_behave_as_open_2() {
     let fs = TestFs::start(2).await;
