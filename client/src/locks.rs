@@ -505,7 +505,9 @@ impl Client {
     /// Makes sure this client holds a lock of at least `mode` covering
     /// `extent` of `fid` on OST `ost`, enqueuing one if it does not.
     pub(crate) async fn hold(&self, ost: u32, fid: Fid, mode: LockMode, extent: LockExtent) -> Result<()> {
-        if self.locks.covered(fid, &extent, mode) {
+        // A lock from before a restart of the OSS or an eviction covers
+        // nothing: the OSS no longer knows it.
+        if self.locks_intact(ost) && self.locks.covered(fid, &extent, mode) {
             return Ok(());
         }
         // A lock of the object is being given up: asking again before it

@@ -396,3 +396,32 @@ async fn writers_crossing_each_others_gathered_ranges_are_not_evicted() {
         assert!(buf == want, "bytes at {off}");
     }
 }
+
+/// After an OSS forgot a client's PW locks (a restart, an eviction), the
+/// client's next small write takes a new lock before it gathers, so
+/// another client still sees it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_after_an_oss_forgot_the_lock_takes_a_new_one() {
+    let fs = TestFs::start(1).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let w = a.open(&cred, "/forgot", new, 0o644).await.unwrap();
+    let r = b.open(&cred, "/forgot", libc::O_RDONLY, 0).await.unwrap();
+    w.write(&fill(100, 1)).await.unwrap();
+    assert_eq!(r.stat().await.unwrap().size, 100);
+    w.write(&fill(100, 2)).await.unwrap();
+    // As a restarted OSS does: no lock of A's is known, and the connection
+    // it had is gone.
+    for o in &fs.osses {
+        for (_, t) in o.oss.targets() {
+            t.ldlm.drop_client(a.endpoint().id());
+        }
+        a.endpoint().tcp().disconnect(o.endpoint.id());
+    }
+    w.write(&fill(100, 3)).await.unwrap();
+    assert_eq!(r.stat().await.unwrap().size, 300, "B sees A's write after the OSS forgot A's lock");
+    w.close().await.unwrap();
+    r.close().await.unwrap();
+}
