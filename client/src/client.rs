@@ -8,8 +8,9 @@ use crate::tunables::{Brw, ClientTunables, InFlight, Live};
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
-    Attr, Cred, DirEntry, Fid, FsConfig, Layout, MdsCall, MdsReply, MdsRequest, MgsReply, MgsRequest,
-    ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind, decode, encode, portal,
+    Attr, Cred, DirEntry, Fid, FsConfig, Layout, LockExtent, LockMode, MdsCall, MdsReply, MdsRequest,
+    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind,
+    decode, encode, portal,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -291,24 +292,37 @@ impl Client {
         Ok(())
     }
 
-    /// Every object's attributes, in stripe order.
+    /// Every object's attributes, in stripe order, asked in parallel. Each
+    /// is read under a PR lock over the whole object (taken when not held),
+    /// so any other client's change calls the lock back first, and while
+    /// it is held the attributes need no RPC (Lustre's lock value block).
     pub async fn object_attrs(&self, layout: &Layout) -> Result<Vec<ObjAttr>> {
-        let mut set = tokio::task::JoinSet::new();
-        let objects: Vec<_> = layout.objects().copied().collect();
-        for (i, o) in objects.iter().enumerate() {
-            let me = self.clone_handle();
-            let o = *o;
-            set.spawn(async move { (i, me.ost(o.ost_idx, &OstRequest::Getattr { fid: o.fid }).await) });
+        let mut asks = Vec::new();
+        for (i, o) in layout.objects().copied().enumerate() {
+            asks.push(async move { (i, self.object_attr(o.ost_idx, o.fid).await) });
         }
-        let mut out = vec![ObjAttr::default(); objects.len()];
-        while let Some(r) = set.join_next().await {
-            let (i, r) = r.expect("glimpse task");
-            match r? {
-                OstReply::Attr(a) => out[i] = a,
-                _ => return Err(ClientError::UnexpectedReply { service: "OST" }),
-            }
+        let n = asks.len();
+        let mut out = vec![ObjAttr::default(); n];
+        for (i, r) in crate::join::run_all(asks, n).await {
+            out[i] = r?;
         }
         Ok(out)
+    }
+
+    async fn object_attr(&self, ost: u32, fid: Fid) -> Result<ObjAttr> {
+        self.hold(ost, fid, LockMode::PR, LockExtent::WHOLE).await?;
+        if let Some(a) = self.locks.attr_under_lock(fid) {
+            return Ok(a);
+        }
+        // Held, but this client changed the object since the grant.
+        let epoch = self.locks.epoch(fid);
+        match self.ost(ost, &OstRequest::Getattr { fid }).await? {
+            OstReply::Attr(a) => {
+                self.locks.store_attr(fid, epoch, a);
+                Ok(a)
+            }
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
     }
 
     pub(crate) fn clone_handle(&self) -> Arc<ClientRef> {

@@ -22,9 +22,11 @@ impl Client {
         let mut set = tokio::task::JoinSet::new();
         for o in layout.objects().copied() {
             let me = Arc::clone(self);
-            set.spawn(
-                async move { me.ost(o.ost_idx, &OstRequest::Setattr { fid: o.fid, atime, mtime }).await },
-            );
+            set.spawn(async move {
+                let r = me.ost(o.ost_idx, &OstRequest::Setattr { fid: o.fid, atime, mtime }).await;
+                me.locks.forget_attr(o.fid);
+                r
+            });
         }
         while let Some(r) = set.join_next().await {
             r.expect("object setattr task")?;

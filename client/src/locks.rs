@@ -13,7 +13,7 @@ use crate::write_back::WriteBack;
 use fabric::Errno;
 use fabric::rpc::{Request, Response, Service};
 use proto::ldlm::{LdlmCallback, LdlmCallbackReply};
-use proto::{Fid, LockExtent, LockHandle, LockMode, OstReply, OstRequest, decode, encode};
+use proto::{Fid, LockExtent, LockHandle, LockMode, ObjAttr, OstReply, OstRequest, decode, encode};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +59,9 @@ struct Object {
     /// Open files that gathered writes to it under a PW lock: a callback
     /// of that lock sends them first.
     writers: Vec<Weak<WriteBack>>,
+    /// Its attributes as a grant or a getattr under a lock over all of it
+    /// gave them; gone when a lock goes or this client changes it.
+    attr: Option<ObjAttr>,
 }
 
 impl Object {
@@ -72,6 +75,12 @@ impl Object {
         self.locks.iter().any(|l| {
             !l.cancelling && l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR)
         })
+    }
+
+    /// Whether a lock over the whole object is held: no other client can
+    /// change it meanwhile.
+    fn whole(&self) -> bool {
+        self.locks.iter().any(|l| !l.cancelling && l.extent.contains(&LockExtent::WHOLE))
     }
 
     fn has_writers(&self) -> bool {
@@ -123,7 +132,13 @@ pub(crate) struct LockCache {
     lose_callbacks: AtomicU32,
     /// Woken when a callback has given its lock up.
     callback_done: tokio::sync::Notify,
+    /// Told of every object whose locks go (the mount drops the kernel's
+    /// attributes of its file).
+    lost_hook: std::sync::OnceLock<LostHook>,
 }
+
+/// See [`Client::on_lock_lost`].
+pub type LostHook = Arc<dyn Fn(Fid) + Send + Sync>;
 
 #[derive(Default)]
 struct Objects {
@@ -200,6 +215,7 @@ impl LockCache {
             stats: LockStats::default(),
             lose_callbacks: AtomicU32::new(0),
             callback_done: tokio::sync::Notify::new(),
+            lost_hook: std::sync::OnceLock::new(),
         }
     }
 
@@ -239,7 +255,7 @@ impl LockCache {
         self.lock().map.get(&fid).and_then(|o| o.locks.iter().map(|l| l.size).max())
     }
 
-    fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
+    fn install(&self, ost: u32, fid: Fid, held: Held, attr: Option<ObjAttr>) -> bool {
         let mut objs = self.lock();
         let now = objs.tick();
         let o = objs.object(fid);
@@ -250,8 +266,45 @@ impl LockCache {
             return false;
         }
         o.locks.push(held);
+        if held.extent.contains(&LockExtent::WHOLE) {
+            o.attr = attr;
+        }
         objs.held += 1;
         true
+    }
+
+    /// The object's attributes, if known under a lock over all of it.
+    pub fn attr_under_lock(&self, fid: Fid) -> Option<ObjAttr> {
+        self.lock().map.get(&fid).filter(|o| o.whole()).and_then(|o| o.attr)
+    }
+
+    /// Keeps `attr`, read at `epoch`, if nothing moved since and a lock
+    /// over the whole object is held.
+    pub fn store_attr(&self, fid: Fid, epoch: u64, attr: ObjAttr) {
+        if let Some(o) = self.lock().map.get_mut(&fid)
+            && o.epoch == epoch
+            && o.whole()
+        {
+            o.attr = Some(attr);
+        }
+    }
+
+    /// This client changed what the OST keeps of `fid` besides its data
+    /// (its times): what it knew goes, and a getattr under way keeps none.
+    pub fn forget_attr(&self, fid: Fid) {
+        let mut objs = self.lock();
+        let epoch = objs.bump();
+        if let Some(o) = objs.map.get_mut(&fid) {
+            o.attr = None;
+            o.epoch = epoch;
+        }
+    }
+
+    /// Tells the hook, if any, that the locks of `fids` went.
+    fn lost(&self, fids: impl IntoIterator<Item = Fid>) {
+        if let Some(hook) = self.lost_hook.get() {
+            fids.into_iter().for_each(|f| hook(f));
+        }
     }
 
     /// Past `max` locks, takes the locks of the objects least recently
@@ -275,6 +328,7 @@ impl LockCache {
                 let epoch = objs.bump();
                 let o = objs.map.get_mut(&fid).expect("listed");
                 o.epoch = epoch;
+                o.attr = None;
                 let taken: Vec<_> = o.locks.drain(..).map(|l| (o.ost, fid, l.handle)).collect();
                 objs.held -= taken.len();
                 out.extend(taken);
@@ -334,16 +388,19 @@ impl LockCache {
     fn drop_ost(&self, ost: u32) {
         let mut objs = self.lock();
         let fids: Vec<Fid> = objs.map.iter().filter(|(_, o)| o.ost == ost).map(|(f, _)| *f).collect();
-        for fid in fids {
+        for fid in &fids {
             let epoch = objs.bump();
-            let o = objs.map.get_mut(&fid).expect("listed");
+            let o = objs.map.get_mut(fid).expect("listed");
             o.epoch = epoch;
+            o.attr = None;
             let released = o.locks.len();
             o.locks.clear();
             let freed: usize = std::mem::take(&mut o.blocks).values().map(|b| b.data.len()).sum();
             objs.held -= released;
             objs.bytes -= freed;
         }
+        drop(objs);
+        self.lost(fids);
     }
 
     /// A reader read the blocks at `offs` of `fid` to their end: they are
@@ -373,6 +430,7 @@ impl LockCache {
                     l.size = l.size.max(e.end + 1);
                 }
             }
+            o.attr = None;
             let freed = o.drop_blocks(e);
             objs.bytes -= freed;
             let epoch = objs.bump();
@@ -403,6 +461,7 @@ impl LockCache {
         let epoch = objs.bump();
         let o = objs.object(fid);
         o.epoch = epoch;
+        o.attr = None;
         let l = o.locks.iter_mut().find(|l| l.handle == handle)?;
         l.cancelling = true;
         Some(l.mode)
@@ -452,6 +511,7 @@ impl LockCache {
             o.epoch = epoch;
             out.extend(o.locks.drain(..).map(|l| (o.ost, fid, l.handle)));
             o.blocks.clear();
+            o.attr = None;
         }
         objs.held = 0;
         objs.bytes = 0;
@@ -492,6 +552,7 @@ impl Service for CallbackService {
                             w.flush_for_callback().await;
                         }
                     }
+                    self.cache.lost([fid]);
                     self.cache.called_back(fid, handle, extent);
                     tracing::debug!(peer = %req.from, %fid, %extent, "lock called back; its cache dropped");
                 }
@@ -527,14 +588,16 @@ impl Client {
         let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
         let noted = peer.map(|peer| OstConn { peer, losses: self.ep.connection_losses(peer) });
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
-            OstReply::Granted { handle, extent: granted, size } if granted.contains(&extent) => {
+            OstReply::Granted { handle, extent: granted, attr } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
-                self.locks.install(ost, fid, Held { handle, mode, extent: granted, size, cancelling: false });
+                let held = Held { handle, mode, extent: granted, size: attr.size, cancelling: false };
+                self.locks.install(ost, fid, held, Some(attr));
                 if let Some(c) = noted {
                     self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(c);
                 }
                 let idle = self.locks.lru_victims(LOCK_LRU);
                 if !idle.is_empty() {
+                    self.locks.lost(idle.iter().map(|(_, fid, _)| *fid));
                     let osts = self.clone_handle();
                     let stats = self.locks.clone();
                     tokio::spawn(async move {
@@ -574,7 +637,9 @@ impl Client {
     /// an unmount, or to start cold).
     pub async fn cancel_locks(&self) -> Result<()> {
         let mut first_err = None;
-        for (ost, fid, handle) in self.locks.take_all() {
+        let taken = self.locks.take_all();
+        self.locks.lost(taken.iter().map(|(_, fid, _)| *fid));
+        for (ost, fid, handle) in taken {
             self.locks.stats.cancelled.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.ost(ost, &OstRequest::Cancel { fid, handle }).await {
                 first_err.get_or_insert(e);
@@ -605,6 +670,14 @@ impl Client {
     pub fn lock_stats(&self) -> &LockStats {
         &self.locks.stats
     }
+
+    /// Calls `hook` with each object whose locks this client loses (called
+    /// back, given up, or gone with a connection), before a callback is
+    /// answered: what was known of the object under them may be stale from
+    /// then on. One hook per client; a second is ignored.
+    pub fn on_lock_lost(&self, hook: LostHook) {
+        let _ = self.locks.lost_hook.set(hook);
+    }
 }
 
 #[cfg(test)]
@@ -620,7 +693,8 @@ mod tests {
         assert!(c.install(
             0,
             fid(),
-            Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0, cancelling: false }
+            Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0, cancelling: false },
+            None
         ));
         c
     }
@@ -662,7 +736,7 @@ mod tests {
                 size: 0,
                 cancelling: false,
             };
-            assert!(c.install(0, f(oid), held));
+            assert!(c.install(0, f(oid), held, None));
         }
         // Object 1 was granted first but has data cached: it stays.
         let e = c.epoch(f(1));
@@ -682,9 +756,41 @@ mod tests {
             size: 0,
             cancelling: false,
         };
-        assert!(c.install(0, f(2), again));
+        assert!(c.install(0, f(2), again, None));
         assert!(!c.insert(f(2), before, 0, vec![1; 10]));
         assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
+    }
+
+    #[test]
+    fn attributes_are_known_only_under_a_lock_over_the_whole_object() {
+        let c = LockCache::new(1 << 20);
+        let attr = ObjAttr { size: 4096, blocks: 8, ..Default::default() };
+        let part = Held {
+            handle: LockHandle(1),
+            mode: LockMode::PR,
+            extent: LockExtent::new(0, 99).unwrap(),
+            size: 4096,
+            cancelling: false,
+        };
+        assert!(c.install(0, fid(), part, Some(attr)));
+        assert_eq!(c.attr_under_lock(fid()), None, "others may grow it past the lock");
+        let whole = Held { handle: LockHandle(2), extent: LockExtent::WHOLE, ..part };
+        assert!(c.install(0, fid(), whole, Some(attr)));
+        assert_eq!(c.attr_under_lock(fid()), Some(attr));
+        // This client's own write: asked again, and kept if nothing moved.
+        c.invalidate(fid(), &LockExtent::new(0, 8191).unwrap());
+        assert_eq!(c.attr_under_lock(fid()), None);
+        let e = c.epoch(fid());
+        let grown = ObjAttr { size: 8192, ..attr };
+        c.store_attr(fid(), e - 1, grown);
+        assert_eq!(c.attr_under_lock(fid()), None, "read before the write");
+        c.store_attr(fid(), e, grown);
+        assert_eq!(c.attr_under_lock(fid()), Some(grown));
+        // A callback: the lock covers nothing from its start.
+        assert_eq!(c.begin_callback(fid(), LockHandle(2)), Some(LockMode::PR));
+        assert_eq!(c.attr_under_lock(fid()), None);
+        c.store_attr(fid(), c.epoch(fid()), grown);
+        assert_eq!(c.attr_under_lock(fid()), None);
     }
 
     #[test]
@@ -698,7 +804,7 @@ mod tests {
             size: 0,
             cancelling: false,
         };
-        assert!(!c.install(0, fid(), held));
+        assert!(!c.install(0, fid(), held, None));
         assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
     }
 

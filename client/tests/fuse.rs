@@ -135,6 +135,33 @@ async fn two_mounts_see_each_others_writes_at_once() {
     assert_eq!(out, "hello\na longer second version\ninside\n5007\nf\n");
 }
 
+/// A stat on one mount shows a change made on another at once, although
+/// the kernel caches attributes: they were read under locks, and the
+/// change calls those back, which drops the kernel's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stat_on_one_mount_shows_a_change_on_the_other_at_once() {
+    let fs = TestFs::start(2).await;
+    let s = scratch();
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    let out = sh(
+        &[("A", &a), ("B", &b)],
+        r#"
+        printf 0123456789 > $B/f
+        stat -c %s $A/f
+        printf abc >> $B/f
+        stat -c %s $A/f
+        truncate -s 5 $B/f
+        stat -c %s $A/f
+        touch -d @1000000000 $B/f
+        stat -c %Y $A/f
+        "#,
+    )
+    .await;
+    assert_eq!(out, "10\n13\n5\n1000000000\n");
+}
+
 /// A log kept open on one mount, as a training job keeps its own, is read
 /// on another as each line is written (`tail -f` from a login node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,12 @@ pub struct ObjAttr {
     pub ctime: Timestamp,
 }
 
+impl From<ObjAttr> for proto::ObjAttr {
+    fn from(a: ObjAttr) -> proto::ObjAttr {
+        proto::ObjAttr { size: a.size, blocks: a.blocks, atime: a.atime, mtime: a.mtime, ctime: a.ctime }
+    }
+}
+
 impl ObjAttr {
     pub(crate) fn from_metadata(m: &Metadata) -> ObjAttr {
         let ts = |sec: i64, nsec: i64| Timestamp { sec, nsec: nsec.clamp(0, 999_999_999) as u32 };

@@ -12,8 +12,8 @@ use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use prometheus::HistogramVec;
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
-    LockExtent, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode,
-    encode, portal,
+    LockExtent, MgsReply, MgsRequest, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode,
+    portal,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -238,16 +238,11 @@ impl Oss {
                     // Writes another client gathered under a PW lock count
                     // towards the size: they come in first.
                     target.ldlm.lock_read(req.from, fid, LockExtent::WHOLE).await?;
-                    let a = self.disk(move || store.getattr(fid)).await?;
-                    OstReply::Attr(ObjAttr {
-                        size: a.size,
-                        blocks: a.blocks,
-                        atime: a.atime,
-                        mtime: a.mtime,
-                        ctime: a.ctime,
-                    })
+                    OstReply::Attr(self.disk(move || store.getattr(fid)).await?.into())
                 }
                 OstRequest::Setattr { fid, atime, mtime } => {
+                    // Other clients hold the times under their locks.
+                    let _io = target.ldlm.lock_io(req.from, fid, LockExtent::WHOLE).await?;
                     self.disk(move || store.setattr(fid, ObjTimes { atime, mtime })).await?;
                     OstReply::Done
                 }
@@ -268,15 +263,15 @@ impl Oss {
                     let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
                     // Read once the lock is granted: a write that grows the
                     // object from here on calls the lock back first.
-                    let size = match self.disk(move || store.getattr(fid)).await {
-                        Ok(a) => a.size,
+                    let a = match self.disk(move || store.getattr(fid)).await {
+                        Ok(a) => a,
                         Err(e) => {
                             // The client will not know the lock: none is left behind.
                             let _ = target.ldlm.cancel(req.from, fid, handle);
                             return Err(e);
                         }
                     };
-                    OstReply::Granted { handle, extent, size }
+                    OstReply::Granted { handle, extent, attr: a.into() }
                 }
                 OstRequest::Cancel { fid, handle } => {
                     target.ldlm.cancel(req.from, fid, handle)?;

@@ -165,7 +165,8 @@ mod tests {
             prop_assert_eq!(decode::<OstCall>("enqueue", &encode(&call)).unwrap(), call);
             let cancel = OstCall { target, op: OstRequest::Cancel { fid, handle: LockHandle(cookie) } };
             prop_assert_eq!(decode::<OstCall>("cancel", &encode(&cancel)).unwrap(), cancel);
-            let granted = OstReply::Granted { handle: LockHandle(cookie), extent, size: cookie };
+            let attr = crate::ObjAttr { size: cookie, blocks: cookie / 7, ..Default::default() };
+            let granted = OstReply::Granted { handle: LockHandle(cookie), extent, attr };
             prop_assert_eq!(decode::<OstReply>("granted", &encode(&granted)).unwrap(), granted);
         }
 

@@ -181,12 +181,13 @@ pub enum OstReply {
     Attr(ObjAttr),
     Statfs(StatFs),
     /// The lock `handle` covers `extent`, which contains the one asked for.
-    /// `size` is the object's size once the lock was granted (Lustre's lock
-    /// value block): no other client can grow it past that while the lock
-    /// is held, so the holder reads ahead no further.
+    /// `attr` is the object's as of the grant (Lustre's lock value block):
+    /// no other client can change the object while a lock over all of it
+    /// is held, so the holder knows its size and times without asking, and
+    /// reads ahead no further than its end.
     Granted {
         handle: LockHandle,
         extent: LockExtent,
-        size: u64,
+        attr: ObjAttr,
     },
 }

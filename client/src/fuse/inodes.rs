@@ -70,17 +70,20 @@ impl Inodes {
     }
 
     /// The kernel dropped `n` references.
-    pub fn forget(&self, ino: u64, n: u64) {
+    /// Whether the kernel now holds `ino` no more.
+    pub fn forget(&self, ino: u64, n: u64) -> bool {
         if ino == ROOT_INO {
-            return;
+            return false;
         }
         let mut map = self.lock();
         if let Some(k) = map.get_mut(&ino) {
             k.lookups = k.lookups.saturating_sub(n);
             if k.lookups == 0 {
                 map.remove(&ino);
+                return true;
             }
         }
+        false
     }
 
     #[cfg(test)]

@@ -16,6 +16,7 @@ mod inodes;
 mod mount;
 mod mounted;
 mod namespace;
+mod object_inodes;
 
 pub use mount::{MountError, MountGuard, mount, mount_then, spawn_mount, spawn_mount_async};
 

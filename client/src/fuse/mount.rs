@@ -89,8 +89,24 @@ fn session(
     opts: MountOptions,
 ) -> Result<fuser::Session<GlintFs>, MountError> {
     let config = fuse_config(spec, &opts);
-    let fs = GlintFs { m: Arc::new(Mounted::new(client, opts)), rt: rt.handle().clone() };
-    fuser::Session::new(fs, dir, &config).map_err(io("mounting /dev/fuse"))
+    let m = Arc::new(Mounted::new(client.clone(), opts));
+    let fs = GlintFs { m: m.clone(), rt: rt.handle().clone() };
+    let session = fuser::Session::new(fs, dir, &config).map_err(io("mounting /dev/fuse"))?;
+    // The kernel caches a file's attributes for `attr_ttl`; they were read
+    // under locks on its objects, and when one goes (another client
+    // changes the file) the kernel's copy goes too, so a stat anywhere
+    // shows a change at once. Attributes only (offset -1): the kernel
+    // keeps no file data (direct I/O), and dropping the pages of a shared
+    // mapping would wait on reads that may be waiting for this callback.
+    let notifier = session.notifier();
+    let mounted = Arc::downgrade(&m);
+    client.on_lock_lost(Arc::new(move |object| {
+        let Some(ino) = mounted.upgrade().and_then(|m| m.objects.ino_of(object)) else { return };
+        if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), -1, 0) {
+            tracing::debug!(ino, error = %e, "the kernel kept no attributes to drop");
+        }
+    }));
+    Ok(session)
 }
 
 /// Mounts `spec` (`MGSNID:/FSNAME`) on `dir` and serves it until it is
@@ -115,7 +131,7 @@ pub fn mount_then(
         rt.shutdown_background();
         return Err(io("starting what serves beside the mount")(e));
     }
-    let mut session = session(client, &rt, &parsed, dir, opts)?;
+    let mut session = session(client.clone(), &rt, &parsed, dir, opts)?;
     let mut unmounter = session.unmount_callable();
     let target = dir.to_path_buf();
     rt.spawn(async move {
@@ -137,6 +153,16 @@ pub fn mount_then(
     });
     tracing::info!(fs = %parsed, dir = %dir.display(), "serving");
     let served = session.run().map_err(io("serving /dev/fuse"));
+    // As a Lustre client does when it unmounts: writers need not wait for
+    // the OSTs to find this client gone.
+    let given_back = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.cancel_locks()).await
+    });
+    if !matches!(given_back, Ok(Ok(()))) {
+        tracing::info!(
+            "not every lock was given back at unmount; the OSTs drop them when they find the client gone"
+        );
+    }
     rt.shutdown_background();
     served
 }

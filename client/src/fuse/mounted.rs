@@ -5,6 +5,7 @@ use super::MountOptions;
 use super::convert::file_attr;
 use super::handles::Handles;
 use super::inodes::Inodes;
+use super::object_inodes::ObjectInodes;
 use crate::{Client, ClientError};
 use fabric::Errno;
 use fuser::FileAttr;
@@ -36,12 +37,20 @@ pub(crate) struct Mounted {
     pub client: Arc<Client>,
     pub inodes: Inodes,
     pub handles: Handles,
+    /// The inode each object seen belongs to.
+    pub objects: ObjectInodes,
     pub opts: MountOptions,
 }
 
 impl Mounted {
     pub fn new(client: Arc<Client>, opts: MountOptions) -> Mounted {
-        Mounted { inodes: Inodes::new(client.root()), handles: Handles::default(), client, opts }
+        Mounted {
+            inodes: Inodes::new(client.root()),
+            handles: Handles::default(),
+            objects: ObjectInodes::default(),
+            client,
+            opts,
+        }
     }
 
     pub fn blksize(&self) -> u32 {
@@ -61,9 +70,11 @@ impl Mounted {
         Ok(())
     }
 
-    /// A regular file's size, blocks and times come from its objects.
+    /// A regular file's size, blocks and times come from its objects, read
+    /// under locks whose loss drops the kernel's copy (see `mount.rs`).
     pub async fn with_object_attrs(&self, ino: u64, mut attr: Attr, layout: Option<&Layout>) -> R<Attr> {
         if let Some(l) = layout {
+            self.objects.note(ino, l);
             self.flush_inode(ino).await?;
             self.client.merge_object_attrs(&mut attr, l).await.or_errno()?;
         }

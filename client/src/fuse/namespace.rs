@@ -32,7 +32,9 @@ impl Mounted {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.forget(ino, n);
+        if self.inodes.forget(ino, n) {
+            self.objects.forget(ino);
+        }
     }
 
     pub async fn getattr(&self, caller: Caller, ino: u64) -> R<FileAttr> {

@@ -183,6 +183,17 @@ impl Clients {
         self.by_source.insert(m.source.clone(), c.clone());
         Ok(c)
     }
+
+    /// Gives back the locks the command took (a stat takes PR locks), as a
+    /// Lustre client does when it unmounts, so a writer does not wait on a
+    /// process that is gone.
+    async fn release(self) {
+        for c in self.by_source.values() {
+            if let Err(e) = c.cancel_locks().await {
+                tracing::debug!(error = %e, "giving back the command's locks");
+            }
+        }
+    }
 }
 
 /// Prints `lfs CMD: WHAT 'PATH': REASON` (or the bare error for bad
@@ -418,5 +429,6 @@ pub async fn run(cmd: LfsCmd) -> anyhow::Result<i32> {
             }
         }
     }
+    clients.release().await;
     Ok(status)
 }
