@@ -80,6 +80,27 @@ impl Drop for ChildMount {
     }
 }
 
+/// A file system with two mounts of it: `a` served in this process, `b` by
+/// a child process (another client). Fields drop in order: the mounts go
+/// before their directory and the servers.
+struct TwoMounts {
+    _ma: MountGuard,
+    _mb: ChildMount,
+    a: PathBuf,
+    b: PathBuf,
+    dir: tempfile::TempDir,
+    _fs: TestFs,
+}
+
+async fn two_mounts(osts: u32) -> TwoMounts {
+    let fs = TestFs::start(osts).await;
+    let dir = scratch();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let _ma = mount(&fs, &a, MountOptions::default()).await;
+    let _mb = ChildMount::start(&fs, &b).await;
+    TwoMounts { _ma, _mb, a, b, dir, _fs: fs }
+}
+
 #[test]
 #[ignore = "the second client of the two-mount tests, started by them in a process of its own"]
 fn serve_mount_for_other_tests() {
@@ -109,11 +130,8 @@ async fn sh(vars: &[(&str, &Path)], script: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_mounts_see_each_others_writes_at_once() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let (a, b) = (s.path().join("a"), s.path().join("b"));
-    let _ma = mount(&fs, &a, MountOptions::default()).await;
-    let _mb = ChildMount::start(&fs, &b).await;
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
     let out = sh(
         &[("A", &a), ("B", &b)],
         r#"
@@ -140,11 +158,8 @@ async fn two_mounts_see_each_others_writes_at_once() {
 /// change calls those back, which drops the kernel's copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stat_on_one_mount_shows_a_change_on_the_other_at_once() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let (a, b) = (s.path().join("a"), s.path().join("b"));
-    let _ma = mount(&fs, &a, MountOptions::default()).await;
-    let _mb = ChildMount::start(&fs, &b).await;
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
     let out = sh(
         &[("A", &a), ("B", &b)],
         r#"
@@ -166,11 +181,8 @@ async fn a_stat_on_one_mount_shows_a_change_on_the_other_at_once() {
 /// on another as each line is written (`tail -f` from a login node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_kept_open_shows_each_write_on_the_other_mount() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let (a, b) = (s.path().join("a"), s.path().join("b"));
-    let _ma = mount(&fs, &a, MountOptions::default()).await;
-    let _mb = ChildMount::start(&fs, &b).await;
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut log = std::fs::File::create(a.join("train.log")).unwrap();
@@ -259,11 +271,8 @@ async fn dd_64_mib_in_big_and_small_blocks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posix_tools_work() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let (a, b) = (s.path().join("a"), s.path().join("b"));
-    let _ma = mount(&fs, &a, MountOptions::default()).await;
-    let _mb = ChildMount::start(&fs, &b).await;
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
     let out = sh(
         &[("A", &a), ("B", &b)],
         r#"
@@ -343,12 +352,9 @@ async fn permissions_use_the_callers_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disjoint_writers_and_appenders_share_one_file() {
-    let fs = TestFs::start(3).await;
-    let s = scratch();
-    let (a, b) = (s.path().join("a"), s.path().join("b"));
-    let _ma = mount(&fs, &a, MountOptions::default()).await;
-    let _mb = ChildMount::start(&fs, &b).await;
-    let w = s.path().join("w");
+    let m = two_mounts(3).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
+    let w = m.dir.path().join("w");
     let out = sh(
         &[("A", &a), ("B", &b), ("W", &w)],
         r#"
