@@ -109,6 +109,9 @@ pub struct LockStats {
     pub cancelled: AtomicU64,
     /// Blocking callbacks the OSTs sent this client.
     pub callbacks: AtomicU64,
+    /// Bytes of gathered writes a callback sent before its lock went:
+    /// what another client's access made this one write early.
+    pub callback_flushed_bytes: AtomicU64,
 }
 
 /// The connections to an OST's OSS as they were when this client was

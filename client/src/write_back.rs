@@ -147,15 +147,19 @@ impl WriteBack {
         let _all = self.slots.acquire_many(IN_FLIGHT).await.expect("the semaphore is never closed");
     }
 
-    /// Sends what is gathered and waits for everything in flight.
-    async fn send_all(self: &Arc<Self>) {
+    /// Sends what is gathered and waits for everything in flight; the
+    /// bytes it sent.
+    async fn send_all(self: &Arc<Self>) -> u64 {
+        let mut sent = 0;
         {
             let mut gather = self.gather.lock().await;
             if let Some(e) = gather.take() {
+                sent = e.data.len() as u64;
                 self.dispatch(e).await;
             }
         }
         self.drain().await;
+        sent
     }
 
     /// Sends what is gathered, waits for it, and reports the first send
@@ -171,6 +175,7 @@ impl WriteBack {
     /// A lock covering gathered bytes is being called back: they reach the
     /// OSTs first. A failure waits for the next `flush`.
     pub async fn flush_for_callback(self: &Arc<Self>) {
-        self.send_all().await;
+        let sent = self.send_all().await;
+        self.client.locks.stats.callback_flushed_bytes.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -336,6 +336,7 @@ async fn gathered_writes_are_seen_by_another_client_at_once() {
         }
     }
     assert!(a.lock_stats().callbacks.load(Ordering::Relaxed) >= 1);
+    assert!(a.lock_stats().callback_flushed_bytes.load(Ordering::Relaxed) >= line.len() as u64);
 
     // B overwrites the start while A still gathers bytes there: A's bytes
     // land before B's, not after.
