@@ -1,39 +1,23 @@
 //! What an OST knows about one object: its size, its allocated blocks and
 //! its times. Owner, mode and the rest belong to the MDS's inode.
 
+pub use proto::ObjAttr;
 use proto::Timestamp;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
-/// Attributes of one object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct ObjAttr {
-    pub size: u64,
-    /// 512-byte blocks allocated (as `st_blocks`): what is really on disk.
-    pub blocks: u64,
-    pub atime: Timestamp,
-    pub mtime: Timestamp,
-    pub ctime: Timestamp,
-}
-
-impl From<ObjAttr> for proto::ObjAttr {
-    fn from(a: ObjAttr) -> proto::ObjAttr {
-        proto::ObjAttr { size: a.size, blocks: a.blocks, atime: a.atime, mtime: a.mtime, ctime: a.ctime }
-    }
-}
-
-impl ObjAttr {
-    pub(crate) fn from_metadata(m: &Metadata) -> ObjAttr {
-        let ts = |sec: i64, nsec: i64| Timestamp { sec, nsec: nsec.clamp(0, 999_999_999) as u32 };
-        ObjAttr {
-            size: m.size(),
-            blocks: m.blocks(),
-            atime: ts(m.atime(), m.atime_nsec()),
-            mtime: ts(m.mtime(), m.mtime_nsec()),
-            ctime: ts(m.ctime(), m.ctime_nsec()),
-        }
+/// An object's attributes from its backing file's metadata: what the OST
+/// sends on the wire, so no conversion stands between them.
+pub(crate) fn from_metadata(m: &Metadata) -> ObjAttr {
+    let ts = |sec: i64, nsec: i64| Timestamp { sec, nsec: nsec.clamp(0, 999_999_999) as u32 };
+    ObjAttr {
+        size: m.size(),
+        blocks: m.blocks(),
+        atime: ts(m.atime(), m.atime_nsec()),
+        mtime: ts(m.mtime(), m.mtime_nsec()),
+        ctime: ts(m.ctime(), m.ctime_nsec()),
     }
 }
 

@@ -238,7 +238,7 @@ impl Oss {
                     // Writes another client gathered under a PW lock count
                     // towards the size: they come in first.
                     target.ldlm.lock_read(req.from, fid, LockExtent::WHOLE).await?;
-                    OstReply::Attr(self.disk(move || store.getattr(fid)).await?.into())
+                    OstReply::Attr(self.disk(move || store.getattr(fid)).await?)
                 }
                 OstRequest::Setattr { fid, atime, mtime } => {
                     // Other clients hold the times under their locks.
@@ -263,7 +263,7 @@ impl Oss {
                     let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
                     // Read once the lock is granted: a write that grows the
                     // object from here on calls the lock back first.
-                    let a = match self.disk(move || store.getattr(fid)).await {
+                    let attr = match self.disk(move || store.getattr(fid)).await {
                         Ok(a) => a,
                         Err(e) => {
                             // The client will not know the lock: none is left behind.
@@ -271,7 +271,7 @@ impl Oss {
                             return Err(e);
                         }
                     };
-                    OstReply::Granted { handle, extent, attr: a.into() }
+                    OstReply::Granted { handle, extent, attr }
                 }
                 OstRequest::Cancel { fid, handle } => {
                     target.ldlm.cancel(req.from, fid, handle)?;

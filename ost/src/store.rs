@@ -533,7 +533,7 @@ impl ObjectStore {
     pub fn getattr(&self, fid: Fid) -> Result<ObjAttr> {
         let h = self.handle(fid)?;
         let m = h.file.metadata().map_err(|e| OstError::io(format!("fstat object {fid}"), e))?;
-        Ok(ObjAttr::from_metadata(&m))
+        Ok(attr::from_metadata(&m))
     }
 
     /// Sets the access and modification times the request carries.

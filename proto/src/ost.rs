@@ -149,6 +149,7 @@ impl OstRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ObjAttr {
     pub size: u64,
+    /// 512-byte blocks allocated (as `st_blocks`): what is really on disk.
     pub blocks: u64,
     pub atime: Timestamp,
     pub mtime: Timestamp,
