@@ -60,8 +60,9 @@ struct Object {
     /// of that lock sends them first.
     writers: Vec<Weak<WriteBack>>,
     /// Its attributes as a grant or a getattr under a lock over all of it
-    /// gave them; gone when a lock goes or this client changes it.
-    attr: Option<ObjAttr>,
+    /// gave them, with the epoch they were read at: they hold only while
+    /// the epoch has not moved (no lock went, this client changed nothing).
+    attr: Option<(u64, ObjAttr)>,
 }
 
 impl Object {
@@ -258,7 +259,7 @@ impl LockCache {
         self.lock().map.get(&fid).and_then(|o| o.locks.iter().map(|l| l.size).max())
     }
 
-    fn install(&self, ost: u32, fid: Fid, held: Held, attr: Option<ObjAttr>) -> bool {
+    fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
         let mut objs = self.lock();
         let now = objs.tick();
         let o = objs.object(fid);
@@ -269,16 +270,15 @@ impl LockCache {
             return false;
         }
         o.locks.push(held);
-        if held.extent.contains(&LockExtent::WHOLE) {
-            o.attr = attr;
-        }
         objs.held += 1;
         true
     }
 
     /// The object's attributes, if known under a lock over all of it.
     pub fn attr_under_lock(&self, fid: Fid) -> Option<ObjAttr> {
-        self.lock().map.get(&fid).filter(|o| o.whole()).and_then(|o| o.attr)
+        let objs = self.lock();
+        let o = objs.map.get(&fid).filter(|o| o.whole())?;
+        o.attr.filter(|(epoch, _)| *epoch == o.epoch).map(|(_, a)| a)
     }
 
     /// Keeps `attr`, read at `epoch`, if nothing moved since and a lock
@@ -288,17 +288,17 @@ impl LockCache {
             && o.epoch == epoch
             && o.whole()
         {
-            o.attr = Some(attr);
+            o.attr = Some((epoch, attr));
         }
     }
 
     /// This client changed what the OST keeps of `fid` besides its data
-    /// (its times): what it knew goes, and a getattr under way keeps none.
+    /// (its times): the epoch moves, so what it knew goes, and a getattr
+    /// under way keeps none.
     pub fn forget_attr(&self, fid: Fid) {
         let mut objs = self.lock();
         let epoch = objs.bump();
         if let Some(o) = objs.map.get_mut(&fid) {
-            o.attr = None;
             o.epoch = epoch;
         }
     }
@@ -331,7 +331,6 @@ impl LockCache {
                 let epoch = objs.bump();
                 let o = objs.map.get_mut(&fid).expect("listed");
                 o.epoch = epoch;
-                o.attr = None;
                 let taken: Vec<_> = o.locks.drain(..).map(|l| (o.ost, fid, l.handle)).collect();
                 objs.held -= taken.len();
                 out.extend(taken);
@@ -395,7 +394,6 @@ impl LockCache {
             let epoch = objs.bump();
             let o = objs.map.get_mut(fid).expect("listed");
             o.epoch = epoch;
-            o.attr = None;
             let released = o.locks.len();
             o.locks.clear();
             let freed: usize = std::mem::take(&mut o.blocks).values().map(|b| b.data.len()).sum();
@@ -433,7 +431,6 @@ impl LockCache {
                     l.size = l.size.max(e.end + 1);
                 }
             }
-            o.attr = None;
             let freed = o.drop_blocks(e);
             objs.bytes -= freed;
             let epoch = objs.bump();
@@ -464,7 +461,6 @@ impl LockCache {
         let epoch = objs.bump();
         let o = objs.object(fid);
         o.epoch = epoch;
-        o.attr = None;
         let l = o.locks.iter_mut().find(|l| l.handle == handle)?;
         l.cancelling = true;
         Some(l.mode)
@@ -514,7 +510,6 @@ impl LockCache {
             o.epoch = epoch;
             out.extend(o.locks.drain(..).map(|l| (o.ost, fid, l.handle)));
             o.blocks.clear();
-            o.attr = None;
         }
         objs.held = 0;
         objs.bytes = 0;
@@ -590,11 +585,16 @@ impl Client {
         // way counts against the lock.
         let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
         let noted = peer.map(|peer| OstConn { peer, losses: self.ep.connection_losses(peer) });
+        // The grant's attributes count only if nothing moved meanwhile (a
+        // write of this client's own landing after the OST read them).
+        let epoch = self.locks.epoch(fid);
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
             OstReply::Granted { handle, extent: granted, attr } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 let held = Held { handle, mode, extent: granted, size: attr.size, cancelling: false };
-                self.locks.install(ost, fid, held, Some(attr));
+                if self.locks.install(ost, fid, held) {
+                    self.locks.store_attr(fid, epoch, attr);
+                }
                 if let Some(c) = noted {
                     self.locks.conns.lock().expect("conns lock").entry(ost).or_insert(c);
                 }
@@ -696,8 +696,7 @@ mod tests {
         assert!(c.install(
             0,
             fid(),
-            Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0, cancelling: false },
-            None
+            Held { handle: LockHandle(9), mode: LockMode::PR, extent, size: 0, cancelling: false }
         ));
         c
     }
@@ -739,7 +738,7 @@ mod tests {
                 size: 0,
                 cancelling: false,
             };
-            assert!(c.install(0, f(oid), held, None));
+            assert!(c.install(0, f(oid), held));
         }
         // Object 1 was granted first but has data cached: it stays.
         let e = c.epoch(f(1));
@@ -759,7 +758,7 @@ mod tests {
             size: 0,
             cancelling: false,
         };
-        assert!(c.install(0, f(2), again, None));
+        assert!(c.install(0, f(2), again));
         assert!(!c.insert(f(2), before, 0, vec![1; 10]));
         assert!(c.insert(f(2), c.epoch(f(2)), 0, vec![1; 10]));
     }
@@ -775,10 +774,12 @@ mod tests {
             size: 4096,
             cancelling: false,
         };
-        assert!(c.install(0, fid(), part, Some(attr)));
+        assert!(c.install(0, fid(), part));
+        c.store_attr(fid(), c.epoch(fid()), attr);
         assert_eq!(c.attr_under_lock(fid()), None, "others may grow it past the lock");
         let whole = Held { handle: LockHandle(2), extent: LockExtent::WHOLE, ..part };
-        assert!(c.install(0, fid(), whole, Some(attr)));
+        assert!(c.install(0, fid(), whole));
+        c.store_attr(fid(), c.epoch(fid()), attr);
         assert_eq!(c.attr_under_lock(fid()), Some(attr));
         // This client's own write: asked again, and kept if nothing moved.
         c.invalidate(fid(), &LockExtent::new(0, 8191).unwrap());
@@ -807,7 +808,7 @@ mod tests {
             size: 0,
             cancelling: false,
         };
-        assert!(!c.install(0, fid(), held, None));
+        assert!(!c.install(0, fid(), held));
         assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
     }
 
