@@ -27,9 +27,14 @@ fn objects(layout: &Layout) -> usize {
     layout.raid0().unwrap().objects.len()
 }
 
+/// Two 1 MiB stripes.
+fn two_stripes() -> StripeSpec {
+    StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None }
+}
+
 /// A file of `len` bytes of `fill(len, 1)`, striped over two OSTs.
 async fn file(c: &Arc<Client>, name: &str, len: u64) -> Layout {
-    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    let spec = two_stripes();
     let (_, layout) = c.create(&process_cred(), c.root(), name, 0o644, spec, true).await.unwrap();
     let layout = layout.unwrap();
     c.pwrite(&layout, 0, &fill(len, 1), false).await.unwrap();
@@ -318,7 +323,7 @@ async fn gathered_writes_are_seen_by_another_client_at_once() {
     let a = Client::mount(&fs.spec()).await.unwrap();
     let b = Client::mount(&fs.spec()).await.unwrap();
     let cred = process_cred();
-    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    let spec = two_stripes();
     let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
     let w = a.open_striped(&cred, "/log", new, 0o644, spec).await.unwrap();
     let r = b.open(&cred, "/log", libc::O_RDONLY, 0).await.unwrap();
@@ -365,7 +370,7 @@ async fn writers_crossing_each_others_gathered_ranges_are_not_evicted() {
     let a = Client::mount(&fs.spec()).await.unwrap();
     let b = Client::mount(&fs.spec()).await.unwrap();
     let cred = process_cred();
-    let spec = StripeSpec { stripe_count: Some(2), stripe_size: Some(MIB), stripe_offset: None };
+    let spec = two_stripes();
     a.open_striped(&cred, "/ior", libc::O_WRONLY | libc::O_CREAT, 0o644, spec)
         .await
         .unwrap()

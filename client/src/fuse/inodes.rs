@@ -69,8 +69,7 @@ impl Inodes {
         Ok(ino)
     }
 
-    /// The kernel dropped `n` references.
-    /// Whether the kernel now holds `ino` no more.
+    /// The kernel dropped `n` references; true when it holds `ino` no more.
     pub fn forget(&self, ino: u64, n: u64) -> bool {
         if ino == ROOT_INO {
             return false;
