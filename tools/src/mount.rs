@@ -50,7 +50,11 @@ pub fn mount(a: MountArgs) -> Result<()> {
         // Re-run ourselves in the foreground, detached, and wait until the
         // mount shows up.
         let exe = std::env::current_exe()?;
-        let mut args = vec!["mount".to_string(), a.spec.clone(), a.dir.display().to_string()];
+        // The daemon runs from `/`, so it never holds the directory it was
+        // started in busy (another mount, say) while it serves or while it
+        // gives its locks back after an unmount; hence the absolute path.
+        let want = std::fs::canonicalize(&a.dir).unwrap_or(a.dir.clone());
+        let mut args = vec!["mount".to_string(), a.spec.clone(), want.display().to_string()];
         if let Some(o) = &a.options {
             args.push("-o".into());
             args.push(o.clone());
@@ -69,8 +73,8 @@ pub fn mount(a: MountArgs) -> Result<()> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0)
+            .current_dir("/")
             .spawn()?;
-        let want = std::fs::canonicalize(&a.dir).unwrap_or(a.dir.clone());
         for _ in 0..200 {
             let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
             if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(&*want.to_string_lossy())) {
