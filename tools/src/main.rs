@@ -66,6 +66,8 @@ enum BenchCmd {
     Md(bench::md::MdBench),
     /// A striped file through the library and the mount, beside tcp and the local disk.
     Io(bench::io::IoBench),
+    /// Small files through the FUSE mount (tar x, ls -l, cat, rm -r), beside the local file system.
+    Files(bench::files::FilesBench),
 }
 
 fn main() {
@@ -126,5 +128,6 @@ fn run() -> Result<i32> {
         Cmd::Bench(BenchCmd::Ost(a)) => runtime()?.block_on(bench::ost::run(a)).map(|_| 0),
         Cmd::Bench(BenchCmd::Md(a)) => runtime()?.block_on(bench::md::run(a)).map(|_| 0),
         Cmd::Bench(BenchCmd::Io(a)) => runtime()?.block_on(bench::io::run(a)).map(|_| 0),
+        Cmd::Bench(BenchCmd::Files(a)) => runtime()?.block_on(bench::files::run(a)).map(|_| 0),
     }
 }

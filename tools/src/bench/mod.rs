@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod fabric;
+pub mod files;
 pub mod fio;
 pub mod io;
 pub mod md;
