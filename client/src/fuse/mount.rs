@@ -61,6 +61,11 @@ fn fuse_config(spec: &MountSpec, opts: &MountOptions) -> fuser::Config {
         MountOption::CUSTOM(format!("max_read={}", opts.max_io)),
         MountOption::NoSuid,
         MountOption::NoDev,
+        // The kernel checks each access against the inode's mode as well,
+        // as it does for Lustre: a name another user looked up moments ago
+        // is in the kernel's cache, and a path walk through it would not
+        // otherwise reach the MDS, which checks every call it receives.
+        MountOption::DefaultPermissions,
         if opts.read_only { MountOption::RO } else { MountOption::RW },
     ];
     c.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
