@@ -8,9 +8,9 @@ use crate::tunables::{Brw, ClientTunables, InFlight, Live};
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
-    Attr, Cred, DirEntry, Fid, FsConfig, Layout, LockExtent, LockMode, MdsCall, MdsReply, MdsRequest,
-    MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec, TargetKind,
-    decode, encode, portal,
+    Attr, AttrLayout, Cred, DirEntry, Fid, FsConfig, Layout, LockExtent, LockMode, MdsCall, MdsReply,
+    MdsRequest, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec,
+    TargetKind, decode, encode, portal,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -276,6 +276,15 @@ impl Client {
         Ok((attr, layout))
     }
 
+    /// Holds a `mode` lock over the whole of every object of `layout`,
+    /// asked in parallel.
+    pub(crate) async fn hold_whole(&self, layout: &Layout, mode: LockMode) -> Result<()> {
+        let asks: Vec<_> =
+            layout.objects().map(|o| self.hold(o.ost_idx, o.fid, mode, LockExtent::WHOLE)).collect();
+        let n = asks.len();
+        crate::join::run_all(asks, n).await.into_iter().collect()
+    }
+
     pub(crate) async fn merge_object_attrs(&self, attr: &mut Attr, layout: &Layout) -> Result<()> {
         let objs = self.object_attrs(layout).await?;
         let Some(r0) = layout.raid0() else { return Ok(()) };
@@ -366,8 +375,75 @@ impl Client {
         stripe: StripeSpec,
         exclusive: bool,
     ) -> Result<(Attr, Option<Layout>)> {
-        let op = MdsRequest::Create { parent, name: name.to_string(), mode, stripe, exclusive };
-        attr_reply(self.md_as(cred.clone(), op).await?)
+        let op = MdsRequest::Create { parent, name: name.to_string(), mode, stripe, exclusive, open: None };
+        created_reply(self.md_as(cred.clone(), op).await?).map(|c| (c.attr, c.layout))
+    }
+
+    /// `create`, and open the file for the caller with open(2)'s `flags`
+    /// in the same MDS call (the open's own check of the caller's access
+    /// applies to a file it did not create).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_open(
+        &self,
+        cred: &Cred,
+        parent: Fid,
+        name: &str,
+        mode: u32,
+        stripe: StripeSpec,
+        exclusive: bool,
+        flags: u32,
+    ) -> Result<Created> {
+        let op =
+            MdsRequest::Create { parent, name: name.to_string(), mode, stripe, exclusive, open: Some(flags) };
+        created_reply(self.md_as(cred.clone(), op).await?)
+    }
+
+    /// Completes `slot` with its objects' sizes and times (empties it if
+    /// they are gone).
+    async fn stat_objects(&self, slot: &mut Option<Stat>) {
+        let Some(s) = slot.as_mut() else { return };
+        let Some(layout) = s.layout.clone() else { return };
+        match self.merge_object_attrs(&mut s.attr, &layout).await {
+            Ok(()) => s.sizes_known = true,
+            Err(e) if e.errno() == Errno::ENOENT => *slot = None,
+            Err(e) => tracing::debug!(fid = %s.attr.fid, error = %e, "statahead: no size from the OSTs"),
+        }
+    }
+
+    /// The MDS's view of many inodes at once, in the order of `fids`
+    /// (`None` for one that is gone), without asking the OSTs.
+    pub async fn getattr_many_md(&self, cred: &Cred, fids: &[Fid]) -> Result<Vec<Option<AttrLayout>>> {
+        let mut out = Vec::with_capacity(fids.len());
+        while out.len() < fids.len() {
+            let op = MdsRequest::GetattrMany { fids: fids[out.len()..].to_vec() };
+            match self.md_as(cred.clone(), op).await? {
+                MdsReply::Attrs { attrs } if !attrs.is_empty() && attrs.len() <= fids.len() - out.len() => {
+                    out.extend(attrs)
+                }
+                _ => return Err(ClientError::UnexpectedReply { service: "MDS" }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Full attributes of many inodes (statahead, for `ls -l`): the MDS's
+    /// in one call, then every regular file's objects, `STATAHEAD_WINDOW`
+    /// files at a time, each under a PR lock as `getattr` takes it. In the
+    /// order of `fids`; `None` for a file that is gone (from the MDS, or
+    /// its objects from their OSTs: unlinked meanwhile).
+    pub async fn getattr_many(&self, cred: &Cred, fids: &[Fid]) -> Result<Vec<Option<Stat>>> {
+        let mut all: Vec<Option<Stat>> = self
+            .getattr_many_md(cred, fids)
+            .await?
+            .into_iter()
+            .map(|a| a.map(|(attr, layout)| Stat { sizes_known: layout.is_none(), attr, layout }))
+            .collect();
+        let mut asks = Vec::new();
+        for slot in all.iter_mut().filter(|s| s.as_ref().is_some_and(|s| !s.sizes_known)) {
+            asks.push(self.stat_objects(slot));
+        }
+        crate::join::run_all(asks, STATAHEAD_WINDOW).await;
+        Ok(all)
     }
 
     pub async fn mkdir(&self, cred: &Cred, parent: Fid, name: &str, mode: u32) -> Result<Attr> {
@@ -522,6 +598,36 @@ async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<Ost
     let reply = decode::<OstReply>("OST reply", r?.body())?;
     link.stats.count(&reply);
     Ok(reply)
+}
+
+/// Files whose objects `getattr_many` asks at once.
+const STATAHEAD_WINDOW: usize = 32;
+
+/// An inode as `Client::getattr_many` found it.
+#[derive(Clone, Debug)]
+pub struct Stat {
+    pub attr: Attr,
+    pub layout: Option<Layout>,
+    /// The size, blocks and times include the objects' (false when their
+    /// OSTs could not be asked: the MDS's alone). Anything without a
+    /// layout has none to ask.
+    pub sizes_known: bool,
+}
+
+/// What `Client::create_open` made or found.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub attr: Attr,
+    pub layout: Option<Layout>,
+    /// This call created the file: its objects are empty.
+    pub new: bool,
+}
+
+fn created_reply(r: MdsReply) -> Result<Created> {
+    match r {
+        MdsReply::Created { attr, layout, new } => Ok(Created { attr, layout, new }),
+        _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
+    }
 }
 
 pub(crate) fn attr_reply(r: MdsReply) -> Result<(Attr, Option<Layout>)> {

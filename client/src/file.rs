@@ -14,7 +14,6 @@ use crate::gather::gather_capacity;
 use crate::write_back::WriteBack;
 use fabric::Errno;
 use proto::layout::MAX_FILE_SIZE;
-use proto::mds::OPEN_CREATED;
 use proto::{Attr, Cred, Fid, Layout, MdsRequest, OstRequest, SetAttr, StripeSpec};
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -102,27 +101,25 @@ impl Client {
                 Err(e) => return Err(e),
             }
         };
+        // The MDS checks the access mode against the caller (the creator
+        // may use what it just made whatever the mode says, as open(2)).
+        let open_flags = (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32;
         let (attr, layout, created) = match found {
-            Some((attr, layout)) => (attr, layout, false),
+            Some((attr, resolved)) => {
+                if attr.is_dir() {
+                    return Err(errno(Errno::EISDIR));
+                }
+                let op = MdsRequest::Open { fid: attr.fid, flags: open_flags };
+                let (attr, layout) = attr_reply(self.md_as(cred.clone(), op).await?)?;
+                (attr, layout.or(resolved), false)
+            }
             None => {
                 let (parent, name) = parent_and_name(path)?;
                 let (dir, _) = self.resolve(cred, parent).await?;
                 let mode = libc::S_IFREG | (mode & 0o7777);
-                let (attr, layout) = self.create(cred, dir.fid, name, mode, stripe, exclusive).await?;
-                (attr, layout, true)
+                let c = self.create_open(cred, dir.fid, name, mode, stripe, exclusive, open_flags).await?;
+                (c.attr, c.layout, c.new)
             }
-        };
-        if attr.is_dir() {
-            return Err(errno(Errno::EISDIR));
-        }
-        // The MDS checks the access mode against the caller (the creator
-        // may use what it just made whatever the mode says, as open(2)).
-        let open_flags = (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32;
-        let op =
-            MdsRequest::Open { fid: attr.fid, flags: open_flags | if created { OPEN_CREATED } else { 0 } };
-        let (attr, layout) = match attr_reply(self.md_as(cred.clone(), op).await?)? {
-            (a, Some(l)) => (a, Some(l)),
-            (a, None) => (a, layout),
         };
         let cap = gather_capacity(GATHER, self.tunables().rpc_size, layout.as_ref());
         let file = File {

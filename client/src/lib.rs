@@ -19,7 +19,7 @@ mod readahead;
 mod tunables;
 mod write_back;
 
-pub use client::{Client, process_cred};
+pub use client::{Client, Created, Stat, process_cred};
 pub use error::{ClientError, Result};
 pub use file::File;
 pub use fuse::{MountError, MountGuard, MountOptions};

@@ -125,6 +125,43 @@ async fn open_flags_behave_as_open_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_opens_in_the_same_call_and_says_whether_it_made_the_file() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let root = Cred::root();
+    let user = Cred { uid: 4242, gid: 4242, groups: Vec::new() };
+    let mode = libc::S_IFREG | 0o444;
+    let wronly = libc::O_WRONLY as u32;
+    c.setattr(&root, c.root(), proto::SetAttr { mode: Some(0o777), ..Default::default() }).await.unwrap();
+    // The creator may write what it made read-only, as open(O_CREAT) allows.
+    let made = c.create_open(&user, c.root(), "ro", mode, one_stripe(), false, wronly).await.unwrap();
+    assert!(made.new);
+    assert_eq!(made.attr.uid, 4242);
+    let layout = made.layout.clone().unwrap();
+    c.pwrite(&layout, 0, b"data", false).await.unwrap();
+    // Found, not made: the open is checked like any other, and O_EXCL refuses.
+    let found = c.create_open(&user, c.root(), "ro", mode, one_stripe(), false, libc::O_RDONLY as u32);
+    let found = found.await.unwrap();
+    assert!(!found.new);
+    assert_eq!(found.attr.fid, made.attr.fid);
+    let again = c.create_open(&user, c.root(), "ro", mode, one_stripe(), false, wronly).await;
+    assert_eq!(again.unwrap_err().errno(), Errno::EACCES);
+    let excl = c.create_open(&user, c.root(), "ro", mode, one_stripe(), true, libc::O_RDONLY as u32).await;
+    assert_eq!(excl.unwrap_err().errno(), Errno::EEXIST);
+    c.mkdir(&root, c.root(), "d", 0o755).await.unwrap();
+    let dir = c.create_open(&root, c.root(), "d", mode, one_stripe(), false, libc::O_RDONLY as u32).await;
+    assert_eq!(dir.unwrap_err().errno(), Errno::EISDIR);
+    // The library's open(O_CREAT) of an existing name truncates on O_TRUNC
+    // and leaves it alone otherwise.
+    let f = c.open(&root, "/ro", libc::O_RDWR | libc::O_CREAT, 0o644).await.unwrap();
+    assert_eq!(f.stat().await.unwrap().size, 4);
+    f.close().await.unwrap();
+    let f = c.open(&root, "/ro", libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o644).await.unwrap();
+    assert_eq!(f.stat().await.unwrap().size, 0);
+    f.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn position_seek_and_holes() {
     let fs = TestFs::start(2).await;
     let c = Client::mount(&fs.spec()).await.unwrap();

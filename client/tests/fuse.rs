@@ -351,6 +351,39 @@ async fn permissions_use_the_callers_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_l_on_another_mount_shows_every_file_as_written() {
+    let m = two_mounts(3).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
+    let w = m.dir.path().join("w");
+    // More entries than one statahead batch and one kernel buffer; sizes
+    // that differ per file, so each line checks its own objects.
+    let out = sh(
+        &[("A", &a), ("B", &b), ("W", &w)],
+        r#"
+        mkdir $W
+        for i in $(seq 1 600); do head -c $((i * 37)) /dev/zero > $W/f$i; done
+        ln -s f1 $W/link
+        chmod 0600 $W/f7
+        cp -a $W $A/d
+        (cd $W && ls -ln --time-style=+%s) | tail -n +2 > $W.want
+        (cd $B/d && ls -ln --time-style=+%s) | tail -n +2 > $W.got
+        diff $W.want $W.got
+        wc -l < $W.got
+        chmod 0744 $B/d
+        # Names without search permission: listed, not stat-able, even
+        # right after root looked one up on the same mount.
+        U="setpriv --reuid=1000 --regid=1000 --clear-groups"
+        stat $B/d/f1 > /dev/null
+        if $U stat $B/d/f1 > /dev/null 2>&1; then echo "stat without search permission"; exit 1; fi
+        $U ls $B/d | wc -l
+        if $U ls -l $B/d > /dev/null 2>&1; then echo "ls -l without search permission"; exit 1; fi
+        "#,
+    )
+    .await;
+    assert_eq!(out, "601\n601\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disjoint_writers_and_appenders_share_one_file() {
     let m = two_mounts(3).await;
     let (a, b) = (m.a.clone(), m.b.clone());

@@ -23,7 +23,8 @@ use tokio::sync::Notify;
 
 /// The MDT's database inside its target directory.
 pub const MDT_DB: &str = "mdt.redb";
-/// Readdir replies stay well inside one immediate message.
+/// Listing replies (readdir, getattr_many) stay well inside one immediate
+/// message.
 const READDIR_BYTES: usize = 48 * 1024;
 /// Xattr values travel in immediate messages too.
 const XATTR_WIRE_MAX: usize = 60 * 1024;
@@ -305,7 +306,9 @@ impl Mds {
     }
 
     async fn create(&self, call: &MdsCall) -> Result<MdsReply, Errno> {
-        let MdsRequest::Create { parent, name, mode, stripe, exclusive } = &call.op else { unreachable!() };
+        let MdsRequest::Create { parent, name, mode, stripe, exclusive, open } = &call.op else {
+            unreachable!()
+        };
         self.wait_for_pools(*parent, stripe).await;
         for attempt in 0..50 {
             let (mdt, cred, parent, n, mode, stripe) =
@@ -313,25 +316,40 @@ impl Mds {
             let created = tokio::task::spawn_blocking(move || mdt.create(&cred, parent, &n, mode, &stripe))
                 .await
                 .map_err(|_| Errno::EIO)?;
-            match created {
-                Ok((attr, layout)) => return Ok(MdsReply::Attr { attr, layout: Some(layout) }),
+            let (attr, layout, new) = match created {
+                Ok((attr, layout)) => (attr, Some(layout), true),
                 Err(e) if e.errno() == Errno::EEXIST && !exclusive => {
                     let attr = self.mdt.lookup(&call.cred, parent, name).map_err(mds_errno)?;
                     if attr.is_dir() {
                         return Err(Errno::EISDIR);
                     }
-                    return self.with_layout(attr);
+                    let layout = if attr.is_reg() { self.layout_of(attr.fid)? } else { None };
+                    (attr, layout, false)
                 }
                 // The pools are being filled (a new file system, or a burst
                 // of creates): wait for the refill rather than fail.
                 Err(e) if e.errno() == Errno::ENOSPC && !self.osts().is_empty() && attempt < 49 => {
                     self.refill.notify_one();
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
                 Err(e) => return Err(e.errno()),
-            }
+            };
+            let Some(flags) = *open else { return Ok(MdsReply::Created { attr, layout, new }) };
+            let opened = self.open_for(&call.cred, attr.fid, flags, new)?;
+            return Ok(MdsReply::Created { attr: opened.attr, layout: opened.layout.or(layout), new });
         }
         Err(Errno::ENOSPC)
+    }
+
+    /// Opens `fid` for `cred`. The caller that just created it (`created`)
+    /// may use it whatever its mode says, as open(O_CREAT) with mode 0444
+    /// gives a writable descriptor; its owner could chmod it anyway.
+    fn open_for(&self, cred: &proto::Cred, fid: Fid, flags: u32, created: bool) -> Result<Opened, Errno> {
+        let owner_creating =
+            created && (cred.uid == 0 || self.mdt.getattr(fid).map_err(mds_errno)?.uid == cred.uid);
+        let checked_as = if owner_creating { proto::Cred::root() } else { cred.clone() };
+        self.mdt.open_file(&checked_as, fid, flags as i32).map_err(mds_errno)
     }
 
     async fn serve(self: Arc<Self>, req: Request) -> Response {
@@ -408,6 +426,20 @@ impl Mds {
                 mdt.rename(cred, parent, &name, new_parent, &new_name).map_err(e)?;
                 MdsReply::Done
             }
+            MdsRequest::GetattrMany { fids } => {
+                let mut attrs = mdt.getattr_many(&fids).map_err(e)?;
+                // Within one message: the caller asks again for the rest.
+                let mut bytes = 0;
+                let fits = attrs
+                    .iter()
+                    .position(|a| {
+                        bytes += proto::encode(a).len();
+                        bytes > READDIR_BYTES
+                    })
+                    .unwrap_or(attrs.len());
+                attrs.truncate(fits.max(1));
+                MdsReply::Attrs { attrs }
+            }
             MdsRequest::Readdir { fid, cookie, max } => {
                 let page = mdt.readdir(cred, fid, cookie, max.clamp(1, 4096) as usize).map_err(e)?;
                 let mut entries = Vec::with_capacity(page.entries.len());
@@ -446,11 +478,7 @@ impl Mds {
                 MdsReply::Done
             }
             MdsRequest::Open { fid, flags } => {
-                let owner_creating = flags & proto::mds::OPEN_CREATED != 0
-                    && (cred.uid == 0 || mdt.getattr(fid).map_err(e)?.uid == cred.uid);
-                let checked_as = if owner_creating { proto::Cred::root() } else { cred.clone() };
-                let flags = (flags & !proto::mds::OPEN_CREATED) as i32;
-                let Opened { attr, layout } = mdt.open_file(&checked_as, fid, flags).map_err(e)?;
+                let Opened { attr, layout } = self.open_for(cred, fid, flags, false)?;
                 MdsReply::Attr { attr, layout }
             }
             MdsRequest::Close { fid } => {

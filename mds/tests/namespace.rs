@@ -75,6 +75,23 @@ fn create_lookup_getattr() {
 }
 
 #[test]
+fn getattr_many_answers_in_order_and_names_the_gone() {
+    let (_d, mdt) = mdt();
+    let (f, layout) = mdt.create(&root(), Fid::ROOT, "f", 0o640, &StripeSpec::default()).unwrap();
+    let d = dir(&mdt, &root(), Fid::ROOT, "d");
+    let gone = file(&mdt, &root(), Fid::ROOT, "gone");
+    mdt.unlink(&root(), Fid::ROOT, "gone").unwrap();
+    let got = mdt.getattr_many(&[d, gone, f.fid, Fid::new(Fid::MDT_SEQ, 999), d]).unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0], Some((mdt.getattr(d).unwrap(), None)));
+    assert_eq!(got[1], None);
+    assert_eq!(got[2], Some((f, Some(layout))));
+    assert_eq!(got[3], None);
+    assert_eq!(got[4], got[0]);
+    assert!(mdt.getattr_many(&[]).unwrap().is_empty());
+}
+
+#[test]
 fn striping_is_inherited() {
     let (_d, mdt) = mdt();
     let d = dir(&mdt, &root(), Fid::ROOT, "d");

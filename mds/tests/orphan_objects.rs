@@ -105,9 +105,10 @@ impl Md {
             mode: libc::S_IFREG | 0o644,
             stripe: StripeSpec::default(),
             exclusive: true,
+            open: None,
         };
         match self.call(op).await.unwrap() {
-            MdsReply::Attr { layout: Some(l), .. } => l.objects().copied().collect(),
+            MdsReply::Created { layout: Some(l), .. } => l.objects().copied().collect(),
             other => panic!("create {name}: {other:?}"),
         }
     }

@@ -8,11 +8,6 @@ use serde::{Deserialize, Serialize};
 /// The longest name in a directory.
 pub const NAME_MAX: usize = 255;
 
-/// An `Open` flag: the caller just created this file. Its owner may open it
-/// whatever its mode says (as open(O_CREAT) with mode 0444 gives a writable
-/// descriptor); the owner could chmod it anyway, so nothing is bypassed.
-pub const OPEN_CREATED: u32 = 0x8000_0000;
-
 /// A request with the caller's credentials, checked on every operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MdsCall {
@@ -38,13 +33,17 @@ pub enum MdsRequest {
         attr: SetAttr,
     },
     /// A regular file with a layout. `exclusive` fails with EEXIST when the
-    /// name exists; otherwise the existing file is returned.
+    /// name exists; otherwise the existing file is returned. With `open`
+    /// (open(2)'s flags) the file is also opened for the caller, as
+    /// Lustre's open intent does, saving the `Open` that would follow.
+    /// Answered by `Created`.
     Create {
         parent: Fid,
         name: String,
         mode: u32,
         stripe: StripeSpec,
         exclusive: bool,
+        open: Option<u32>,
     },
     Mkdir {
         parent: Fid,
@@ -130,6 +129,12 @@ pub enum MdsRequest {
         fid: Fid,
         link: u32,
     },
+    /// The inodes of many FIDs at once, as `Getattr` gives each (statahead:
+    /// `ls -l` of a directory). Answered by `Attrs`, which may stop short
+    /// of the last FIDs to stay inside one message: ask again for the rest.
+    GetattrMany {
+        fids: Vec<Fid>,
+    },
 }
 
 impl MdsRequest {
@@ -159,12 +164,13 @@ impl MdsRequest {
             MdsRequest::SetDirStripe { .. } => "setdirstripe",
             MdsRequest::GetDirStripe { .. } => "getdirstripe",
             MdsRequest::Fid2Path { .. } => "fid2path",
+            MdsRequest::GetattrMany { .. } => "getattr_many",
         }
     }
 
     /// A small stable number per operation for the RPC header and stats.
     pub fn opcode(&self) -> u16 {
-        const ORDER: [&str; 24] = [
+        const ORDER: [&str; 25] = [
             "connect",
             "lookup",
             "getattr",
@@ -189,10 +195,14 @@ impl MdsRequest {
             "setdirstripe",
             "getdirstripe",
             "fid2path",
+            "getattr_many",
         ];
         ORDER.iter().position(|n| *n == self.name()).map(|i| i as u16 + 1).unwrap_or(0)
     }
 }
+
+/// An inode's attributes, with its layout if it is a regular file.
+pub type AttrLayout = (Attr, Option<Layout>);
 
 /// One directory entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +224,18 @@ pub enum MdsReply {
     Attr {
         attr: Attr,
         layout: Option<Layout>,
+    },
+    /// What `Create` made or found: `new` when this call created it (its
+    /// objects are empty, so its size is 0 without asking the OSTs).
+    Created {
+        attr: Attr,
+        layout: Option<Layout>,
+        new: bool,
+    },
+    /// `GetattrMany`: each FID's inode and layout in the order asked, `None`
+    /// for a FID that no longer exists.
+    Attrs {
+        attrs: Vec<Option<AttrLayout>>,
     },
     Link {
         target: String,

@@ -46,15 +46,24 @@ fn mds_call() -> impl Strategy<Value = MdsCall> {
         .prop_map(|(uid, gid, groups)| Cred { uid, gid, groups });
     let op = prop_oneof![
         (fid(), ".{0,300}").prop_map(|(parent, name)| MdsRequest::Lookup { parent, name }),
-        (fid(), ".{0,40}", any::<u32>(), any::<Option<i32>>(), any::<Option<u64>>(), any::<bool>()).prop_map(
-            |(parent, name, mode, c, s, exclusive)| MdsRequest::Create {
+        (
+            fid(),
+            ".{0,40}",
+            any::<u32>(),
+            any::<Option<i32>>(),
+            any::<Option<u64>>(),
+            any::<bool>(),
+            any::<Option<u32>>()
+        )
+            .prop_map(|(parent, name, mode, c, s, exclusive, open)| MdsRequest::Create {
                 parent,
                 name,
                 mode,
                 stripe: StripeSpec { stripe_count: c, stripe_size: s, stripe_offset: None },
-                exclusive
-            }
-        ),
+                exclusive,
+                open
+            }),
+        proptest::collection::vec(fid(), 0..200).prop_map(|fids| MdsRequest::GetattrMany { fids }),
         (fid(), ".{0,40}", fid(), ".{0,40}").prop_map(|(parent, name, new_parent, new_name)| {
             MdsRequest::Rename { parent, name, new_parent, new_name }
         }),
@@ -64,7 +73,43 @@ fn mds_call() -> impl Strategy<Value = MdsCall> {
     (cred, op).prop_map(|(cred, op)| MdsCall { cred, op })
 }
 
+fn attr() -> impl Strategy<Value = Attr> {
+    (fid(), any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<i64>(), any::<u32>()).prop_map(
+        |(fid, mode, uid, size, blocks, sec, nsec)| Attr {
+            fid,
+            mode,
+            uid,
+            size,
+            blocks,
+            mtime: Timestamp { sec, nsec },
+            ..Attr::default()
+        },
+    )
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    proptest::collection::vec(fid(), 1..8).prop_map(|fids| {
+        let objects = fids.into_iter().enumerate().map(|(i, fid)| StripeObject { ost_idx: i as u32, fid });
+        Layout::new_raid0(1 << 20, None, objects.collect())
+    })
+}
+
+fn mds_reply() -> impl Strategy<Value = MdsReply> {
+    let stat = (attr(), proptest::option::of(layout()));
+    prop_oneof![
+        (attr(), proptest::option::of(layout()), any::<bool>())
+            .prop_map(|(attr, layout, new)| MdsReply::Created { attr, layout, new }),
+        proptest::collection::vec(proptest::option::of(stat), 0..50)
+            .prop_map(|attrs| MdsReply::Attrs { attrs }),
+    ]
+}
+
 proptest! {
+    #[test]
+    fn mds_replies_round_trip(r in mds_reply()) {
+        prop_assert_eq!(decode::<MdsReply>("mds reply", &encode(&r)).unwrap(), r);
+    }
+
     #[test]
     fn ost_requests_round_trip(r in ost_request()) {
         prop_assert_eq!(decode::<OstRequest>("ost request", &encode(&r)).unwrap(), r);

@@ -15,7 +15,7 @@ use crate::write_back::WriteBack;
 use fabric::Errno;
 use fuser::FileAttr;
 use proto::layout::MAX_FILE_SIZE;
-use proto::{Layout, MdsRequest};
+use proto::{Layout, LockMode, MdsRequest, SetAttr};
 use std::ffi::OsStr;
 
 impl Mounted {
@@ -49,7 +49,11 @@ impl Mounted {
         Ok(self.new_handle(ino, fid, flags, layout, true))
     }
 
-    /// Creates and opens a regular file.
+    /// Creates and opens a regular file in one MDS call. A file this call
+    /// made and opened for writing gets PW locks over its whole objects at
+    /// once: their grants carry its attributes, as a lookup's PR locks do,
+    /// and its first writes gather under them without an enqueue of their
+    /// own.
     pub async fn create(
         &self,
         caller: Caller,
@@ -63,21 +67,36 @@ impl Mounted {
         let cred = caller.cred();
         let mode = libc::S_IFREG | (mode & 0o7777);
         let exclusive = flags & libc::O_EXCL != 0;
-        let (attr, layout) =
-            self.client.create(&cred, pfid, name, mode, self.opts.stripe, exclusive).await.or_errno()?;
-        // The creator may use the file whatever its mode says (git writes
-        // objects into files it creates 0444): the MDS lets the owner open
-        // a file it just created without checking the mode.
-        let open = MdsRequest::Open {
-            fid: attr.fid,
-            flags: (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32
-                | proto::mds::OPEN_CREATED,
-        };
-        self.client.md_as(cred, open).await.or_errno()?;
-        let mds_open = true;
-        let fa = self.entry(parent, attr, layout.as_ref()).await?;
-        let fh = self.new_handle(fa.ino.0, attr.fid, flags, layout, mds_open);
-        Ok((fa, fh))
+        let open = (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32;
+        let c = self
+            .client
+            .create_open(&cred, pfid, name, mode, self.opts.stripe, exclusive, open)
+            .await
+            .or_errno()?;
+        let fid = c.attr.fid;
+        let made = async {
+            let mut attr = c.attr;
+            if let Some(l) = &c.layout {
+                if c.new && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    self.client.hold_whole(l, LockMode::PW).await.or_errno()?;
+                } else if !c.new && flags & libc::O_TRUNC != 0 {
+                    // Another client made the name since the kernel looked
+                    // it up: this open(O_TRUNC) empties what it found.
+                    let set = SetAttr { size: Some(0), ..SetAttr::default() };
+                    attr = self.client.setattr(&cred, fid, set).await.or_errno()?.0;
+                }
+            }
+            self.entry(parent, attr, c.layout.as_ref()).await
+        }
+        .await;
+        match made {
+            Ok(fa) => Ok((fa, self.new_handle(fa.ino.0, fid, flags, c.layout, true))),
+            Err(e) => {
+                // No release follows a failed create: the open goes here.
+                let _ = self.client.md_as(cred, MdsRequest::Close { fid }).await;
+                Err(e)
+            }
+        }
     }
 
     pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<Vec<u8>> {

@@ -7,8 +7,8 @@ use super::cred::Caller;
 use super::mounted::{Mounted, R};
 use fuser::{
     AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use proto::SetAttr;
 use std::ffi::OsStr;
@@ -124,6 +124,10 @@ impl Filesystem for GlintFs {
         // application's O_DIRECT aio (fio's iodepth, databases) one request
         // at a time, so the stripes were never read or written in parallel.
         let _ = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO);
+        // `ls -l` gets the entries of a directory with their attributes,
+        // read ahead in batches, instead of a lookup per name; the kernel
+        // asks for them only while the listing's names are being looked up.
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 
@@ -340,6 +344,37 @@ impl Filesystem for GlintFs {
                     for e in entries {
                         if reply.add(INodeNo(e.ino), e.next, e.kind, &e.name) {
                             break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(err(e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let c = Caller::from_request(req);
+        self.spawn(move |m| async move {
+            match m.readdirplus(c, fh.0, offset, READDIR_BATCH).await {
+                Ok(entries) => {
+                    for e in entries {
+                        let l = &e.listed;
+                        if reply.add(INodeNo(l.ino), l.next, &l.name, &e.ttl, &e.attr, Generation(0)) {
+                            break;
+                        }
+                        // The kernel holds the inode as after a lookup.
+                        if let Some((fid, layout)) = &e.took
+                            && let Err(e) = m.took(ino.0, *fid, layout.as_ref())
+                        {
+                            tracing::warn!(%fid, error = ?e, "readdirplus: cannot remember an inode");
                         }
                     }
                     reply.ok()

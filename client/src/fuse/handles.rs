@@ -1,9 +1,10 @@
 //! Open files and directories of the mount: what each FUSE file handle
 //! holds, and the state the handles of one inode share.
 
+use crate::client::Stat;
 use crate::write_back::WriteBack;
 use fabric::Errno;
-use proto::{DirEntry, Fid, Layout};
+use proto::{Attr, DirEntry, Fid, Layout};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -49,7 +50,18 @@ impl FileHandle {
 pub(crate) struct DirHandle {
     pub ino: u64,
     pub fid: Fid,
-    pub listing: tokio::sync::Mutex<Vec<DirEntry>>,
+    /// The directory as its open found it.
+    pub attr: Attr,
+    pub listing: tokio::sync::Mutex<Listing>,
+}
+
+/// A directory's entries as read at the start of a listing.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub entries: Vec<DirEntry>,
+    /// Attributes read ahead for `readdirplus`, by index into `entries`
+    /// (`None`: the file was gone by then).
+    pub ahead: HashMap<usize, Option<Stat>>,
 }
 
 #[derive(Debug, Default)]

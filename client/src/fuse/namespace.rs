@@ -4,14 +4,30 @@
 
 use super::convert::{RenameMode, access_allowed, file_type, name_str, rename_mode};
 use super::cred::Caller;
-use super::handles::DirHandle;
+use super::handles::{DirHandle, Listing};
 use super::inodes::ROOT_INO;
 use super::mounted::{Mounted, OrErrno, R};
 use crate::client::attr_reply;
 use fabric::Errno;
 use fuser::{FileAttr, FileType};
-use proto::{MdsReply, MdsRequest, SetAttr, StatFs};
+use proto::{Fid, Layout, MdsReply, MdsRequest, SetAttr, StatFs};
 use std::ffi::OsStr;
+use std::time::Duration;
+
+/// Entries whose attributes one `readdirplus` reads ahead.
+const STATAHEAD: usize = 128;
+
+/// One line of a `readdirplus` listing: the entry, and its inode's
+/// attributes for the kernel to keep for `ttl`.
+#[derive(Debug, Clone)]
+pub(crate) struct ListedPlus {
+    pub listed: Listed,
+    /// The inode and layout to remember once the kernel took the entry
+    /// (none for `.` and `..`, which it does not take).
+    pub took: Option<(Fid, Option<Layout>)>,
+    pub attr: FileAttr,
+    pub ttl: Duration,
+}
 
 /// One line of a directory listing as the kernel wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,11 +232,9 @@ impl Mounted {
     /// Opens a directory; the MDS checks that the caller may read it.
     pub async fn opendir(&self, caller: Caller, ino: u64) -> R<u64> {
         let fid = self.inodes.fid(ino)?;
-        self.client
-            .md_as(caller.cred(), MdsRequest::Open { fid, flags: libc::O_RDONLY as u32 })
-            .await
-            .or_errno()?;
-        Ok(self.handles.add_dir(DirHandle { ino, fid, listing: tokio::sync::Mutex::new(Vec::new()) }))
+        let open = MdsRequest::Open { fid, flags: libc::O_RDONLY as u32 };
+        let (attr, _) = attr_reply(self.client.md_as(caller.cred(), open).await.or_errno()?).or_errno()?;
+        Ok(self.handles.add_dir(DirHandle { ino, fid, attr, listing: Default::default() }))
     }
 
     /// Entries from position `offset` (0 is the start, which reads the
@@ -229,28 +243,115 @@ impl Mounted {
         let h = self.handles.dir(fh)?;
         let mut listing = h.listing.lock().await;
         if offset == 0 {
-            *listing = self.client.readdir_all(&caller.cred(), h.fid).await.or_errno()?;
+            self.reread(&caller, &h, &mut listing).await?;
         }
-        let parent = if h.ino == ROOT_INO { ROOT_INO } else { self.inodes.parent(h.ino) };
-        let dots = [(h.ino, ".".to_string()), (parent, "..".to_string())];
         let mut out = Vec::new();
         let mut pos = offset;
         while out.len() < max {
-            let (ino, kind, name) = match pos {
-                0 | 1 => (dots[pos as usize].0, FileType::Directory, dots[pos as usize].1.clone()),
-                _ => match listing.get((pos - 2) as usize) {
-                    Some(e) => (
-                        self.inodes.ino_of(e.fid),
-                        file_type(e.kind).unwrap_or(FileType::RegularFile),
-                        e.name.clone(),
-                    ),
-                    None => break,
-                },
-            };
+            let Some((ino, kind, name)) = self.line(&h, &listing, pos) else { break };
             pos += 1;
             out.push(Listed { ino, next: pos, kind, name });
         }
         Ok(out)
+    }
+
+    /// `readdir` with each entry's attributes, as `ls -l` wants them
+    /// (FUSE's readdirplus): read ahead `STATAHEAD` entries at a time, the
+    /// MDS's part in one call and the objects' in parallel (Lustre's
+    /// statahead). The kernel keeps an entry for `ttl`: not at all where
+    /// the OSTs could not say the size. (Who may search the directory the
+    /// kernel checks against its mode: the mount has default_permissions.)
+    pub async fn readdirplus(&self, caller: Caller, fh: u64, offset: u64, max: usize) -> R<Vec<ListedPlus>> {
+        let h = self.handles.dir(fh)?;
+        let mut listing = h.listing.lock().await;
+        if offset == 0 {
+            self.reread(&caller, &h, &mut listing).await?;
+        }
+        let first = offset.saturating_sub(2) as usize;
+        // What the kernel has taken no longer needs its attributes.
+        listing.ahead.retain(|i, _| *i >= first);
+        self.read_ahead(&caller, &mut listing, first).await?;
+        let trusted = self.opts.entry_ttl.min(self.opts.attr_ttl);
+        let mut out = Vec::new();
+        let mut pos = offset;
+        while out.len() < max {
+            let Some((ino, kind, name)) = self.line(&h, &listing, pos) else { break };
+            pos += 1;
+            let listed = Listed { ino, next: pos, kind, name };
+            if pos <= 2 {
+                // The kernel takes nothing from the attributes of `.` and `..`.
+                let attr = self.fattr(ino, &h.attr)?;
+                out.push(ListedPlus { listed, took: None, attr, ttl: Duration::ZERO });
+                continue;
+            }
+            let i = (pos - 3) as usize;
+            match listing.ahead.get(&i) {
+                // Past what was read ahead: the next call reads on.
+                None => break,
+                // Gone since the listing was read.
+                Some(None) => continue,
+                Some(Some(st)) => {
+                    let attr = self.fattr(ino, &st.attr)?;
+                    let ttl = if st.sizes_known { trusted } else { Duration::ZERO };
+                    let took = Some((st.attr.fid, st.layout.clone()));
+                    out.push(ListedPlus { listed, took, attr, ttl });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernel took `fid` (an entry of directory `parent`) from a
+    /// `readdirplus` reply, as from a lookup.
+    pub fn took(&self, parent: u64, fid: Fid, layout: Option<&Layout>) -> R<()> {
+        let ino = self.inodes.remember(fid, parent)?;
+        if let Some(l) = layout {
+            self.objects.note(ino, l);
+        }
+        Ok(())
+    }
+
+    /// Reads the directory afresh for a listing from the start.
+    async fn reread(&self, caller: &Caller, h: &DirHandle, listing: &mut Listing) -> R<()> {
+        listing.entries = self.client.readdir_all(&caller.cred(), h.fid).await.or_errno()?;
+        listing.ahead.clear();
+        Ok(())
+    }
+
+    /// Position `pos` of a listing: `.`, `..`, then its entries.
+    fn line(&self, h: &DirHandle, listing: &Listing, pos: u64) -> Option<(u64, FileType, String)> {
+        match pos {
+            0 => Some((h.ino, FileType::Directory, ".".to_string())),
+            1 => {
+                let parent = if h.ino == ROOT_INO { ROOT_INO } else { self.inodes.parent(h.ino) };
+                Some((parent, FileType::Directory, "..".to_string()))
+            }
+            _ => listing.entries.get((pos - 2) as usize).map(|e| {
+                (
+                    self.inodes.ino_of(e.fid),
+                    file_type(e.kind).unwrap_or(FileType::RegularFile),
+                    e.name.clone(),
+                )
+            }),
+        }
+    }
+
+    /// Makes sure the attributes of entries `first..first + STATAHEAD` are
+    /// read. This mount's gathered writes to them go out first, so the
+    /// sizes include them.
+    async fn read_ahead(&self, caller: &Caller, listing: &mut Listing, first: usize) -> R<()> {
+        let end = (first + STATAHEAD).min(listing.entries.len());
+        let missing: Vec<usize> = (first..end).filter(|i| !listing.ahead.contains_key(i)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let fids: Vec<Fid> = missing.iter().map(|&i| listing.entries[i].fid).collect();
+        for fid in &fids {
+            self.flush_inode(self.inodes.ino_of(*fid)).await?;
+        }
+        let stats = self.client.getattr_many(&caller.cred(), &fids).await.or_errno()?;
+        listing.ahead.extend(missing.into_iter().zip(stats));
+        Ok(())
     }
 
     pub async fn releasedir(&self, caller: Caller, fh: u64) -> R<()> {
