@@ -9,8 +9,8 @@ use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
     Attr, AttrLayout, Cred, DirEntry, Fid, FsConfig, Layout, LockExtent, LockMode, MdsCall, MdsReply,
-    MdsRequest, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, SetAttr, StatFs, StripeSpec,
-    TargetKind, decode, encode, portal,
+    MdsRequest, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, Raid0, SetAttr, StatFs,
+    StripeSpec, TargetKind, decode, encode, portal,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -283,6 +283,19 @@ impl Client {
             layout.objects().map(|o| self.hold(o.ost_idx, o.fid, mode, LockExtent::WHOLE)).collect();
         let n = asks.len();
         crate::join::run_all(asks, n).await.into_iter().collect()
+    }
+
+    /// The file's size, if locks over the whole of every object say it:
+    /// no other client can change it before calling them back.
+    pub(crate) fn size_under_locks(&self, r0: &Raid0) -> Option<u64> {
+        let mut size = 0;
+        for (stripe, o) in r0.objects.iter().enumerate() {
+            if !self.locks_intact(o.ost_idx) {
+                return None;
+            }
+            size = size.max(r0.file_size_from_object(stripe, self.locks.attr_under_lock(o.fid)?.size));
+        }
+        Some(size)
     }
 
     pub(crate) async fn merge_object_attrs(&self, attr: &mut Attr, layout: &Layout) -> Result<()> {

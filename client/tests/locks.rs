@@ -188,6 +188,40 @@ async fn readahead_stops_at_the_end_of_each_object() {
     }
 }
 
+/// Read RPCs `c` has sent to `ost`.
+fn reads_from(c: &Client, ost: u32) -> u64 {
+    c.rpc_stats(ost).map(|s| s.read.iter().sum()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_past_the_size_a_lock_holds_ask_nothing_and_growth_is_seen() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let layout = file(&a, "small", 5000).await;
+    // b's stat takes PR locks over both objects; their grants say the size.
+    let (fid, osts) = (layout.raid0().unwrap().objects[0].fid, [0, 1]);
+    assert_eq!(b.getattr(&cred, fid_of(&b, "small").await).await.unwrap().0.size, 5000);
+    let before: u64 = osts.iter().map(|o| reads_from(&b, *o)).sum();
+    let mut buf = vec![0u8; 128 << 10];
+    assert_eq!(b.pread(&layout, 0, &mut buf).await.unwrap(), 5000);
+    assert!(buf[..5000] == fill(5000, 1)[..]);
+    assert_eq!(b.pread(&layout, 5000, &mut buf).await.unwrap(), 0);
+    assert_eq!(b.pread(&layout, 1 << 30, &mut buf).await.unwrap(), 0);
+    let after: u64 = osts.iter().map(|o| reads_from(&b, *o)).sum();
+    assert_eq!(after - before, 1, "one read RPC for the bytes, none past the end ({fid})");
+    // a grows the file: b's locks are called back first, so b reads on.
+    a.pwrite(&layout, 5000, b"more", false).await.unwrap();
+    assert_eq!(b.pread(&layout, 5000, &mut buf).await.unwrap(), 4);
+    assert_eq!(&buf[..4], b"more");
+    fs.shutdown();
+}
+
+async fn fid_of(c: &Client, name: &str) -> proto::Fid {
+    c.resolve(&process_cred(), &format!("/{name}")).await.unwrap().0.fid
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_reads_are_not_read_ahead() {
     let fs = TestFs::start(2).await;
