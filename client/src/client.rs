@@ -464,12 +464,14 @@ impl Client {
         Ok(attr_reply(self.md_as(cred.clone(), op).await?)?.0)
     }
 
-    pub async fn unlink(&self, cred: &Cred, parent: Fid, name: &str) -> Result<()> {
-        self.md_as(cred.clone(), MdsRequest::Unlink { parent, name: name.to_string() }).await.map(|_| ())
+    /// Removes a name; the directory's attributes after.
+    pub async fn unlink(&self, cred: &Cred, parent: Fid, name: &str) -> Result<Attr> {
+        unlinked_reply(self.md_as(cred.clone(), MdsRequest::Unlink { parent, name: name.to_string() }).await?)
     }
 
-    pub async fn rmdir(&self, cred: &Cred, parent: Fid, name: &str) -> Result<()> {
-        self.md_as(cred.clone(), MdsRequest::Rmdir { parent, name: name.to_string() }).await.map(|_| ())
+    /// Removes an empty directory; its parent's attributes after.
+    pub async fn rmdir(&self, cred: &Cred, parent: Fid, name: &str) -> Result<Attr> {
+        unlinked_reply(self.md_as(cred.clone(), MdsRequest::Rmdir { parent, name: name.to_string() }).await?)
     }
 
     pub async fn rename(
@@ -634,11 +636,20 @@ pub struct Created {
     pub layout: Option<Layout>,
     /// This call created the file: its objects are empty.
     pub new: bool,
+    /// The directory's attributes after the call.
+    pub parent: Attr,
 }
 
 fn created_reply(r: MdsReply) -> Result<Created> {
     match r {
-        MdsReply::Created { attr, layout, new } => Ok(Created { attr, layout, new }),
+        MdsReply::Created { attr, layout, new, parent } => Ok(Created { attr, layout, new, parent }),
+        _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
+    }
+}
+
+fn unlinked_reply(r: MdsReply) -> Result<Attr> {
+    match r {
+        MdsReply::Unlinked { parent } => Ok(parent),
         _ => Err(ClientError::UnexpectedReply { service: "MDS" }),
     }
 }

@@ -384,6 +384,35 @@ async fn ls_l_on_another_mount_shows_every_file_as_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_stat_follows_each_change_made_in_it() {
+    let fs = TestFs::start(1).await;
+    let s = scratch();
+    let m = s.path().join("m");
+    let _g = mount(&fs, &m, MountOptions::default()).await;
+    // nlink counts subdirectories and the mtime moves with every change:
+    // neither may lag behind a change this mount made a moment before.
+    let out = sh(
+        &[("M", &m)],
+        r#"
+        mkdir $M/d
+        check() { test "$(stat -c %h $M/d)" = "$1" || { echo "nlink $(stat -c %h $M/d), want $1 after $2"; exit 1; }; }
+        touch $M/d/f; check 2 create
+        mkdir $M/d/x; check 3 mkdir
+        echo a > $M/d/g; mkdir $M/d/y; check 4 "create then mkdir"
+        rm $M/d/g; rmdir $M/d/y; check 3 "unlink then rmdir"
+        mv $M/d/x $M/x; check 2 rename
+        ln $M/d/f $M/d/h; ln -s f $M/d/s; rm $M/d/h; check 2 link
+        mkdir $M/d/z; rm $M/d/s; check 3 "mkdir then unlink"
+        before=$(stat -c %Y $M/d); sleep 1.1; touch $M/d/new
+        test "$(stat -c %Y $M/d)" -gt "$before"
+        ls $M/d
+        "#,
+    )
+    .await;
+    assert_eq!(out, "f\nnew\nz\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disjoint_writers_and_appenders_share_one_file() {
     let m = two_mounts(3).await;
     let (a, b) = (m.a.clone(), m.b.clone());

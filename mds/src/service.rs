@@ -335,9 +335,15 @@ impl Mds {
                 }
                 Err(e) => return Err(e.errno()),
             };
-            let Some(flags) = *open else { return Ok(MdsReply::Created { attr, layout, new }) };
+            let parent = self.mdt.getattr(parent).map_err(mds_errno)?;
+            let Some(flags) = *open else { return Ok(MdsReply::Created { attr, layout, new, parent }) };
             let opened = self.open_for(&call.cred, attr.fid, flags, new)?;
-            return Ok(MdsReply::Created { attr: opened.attr, layout: opened.layout.or(layout), new });
+            return Ok(MdsReply::Created {
+                attr: opened.attr,
+                layout: opened.layout.or(layout),
+                new,
+                parent,
+            });
         }
         Err(Errno::ENOSPC)
     }
@@ -416,11 +422,11 @@ impl Mds {
             }
             MdsRequest::Unlink { parent, name } => {
                 mdt.unlink(cred, parent, &name).map_err(e)?;
-                MdsReply::Done
+                MdsReply::Unlinked { parent: mdt.getattr(parent).map_err(e)? }
             }
             MdsRequest::Rmdir { parent, name } => {
                 mdt.rmdir(cred, parent, &name).map_err(e)?;
-                MdsReply::Done
+                MdsReply::Unlinked { parent: mdt.getattr(parent).map_err(e)? }
             }
             MdsRequest::Rename { parent, name, new_parent, new_name } => {
                 mdt.rename(cred, parent, &name, new_parent, &new_name).map_err(e)?;

@@ -226,11 +226,17 @@ pub enum MdsReply {
         layout: Option<Layout>,
     },
     /// What `Create` made or found: `new` when this call created it (its
-    /// objects are empty, so its size is 0 without asking the OSTs).
+    /// objects are empty, so its size is 0 without asking the OSTs), and
+    /// the directory's attributes after it.
     Created {
         attr: Attr,
         layout: Option<Layout>,
         new: bool,
+        parent: Attr,
+    },
+    /// `Unlink` and `Rmdir` done: the directory's attributes after.
+    Unlinked {
+        parent: Attr,
     },
     /// `GetattrMany`: each FID's inode and layout in the order asked, `None`
     /// for a FID that no longer exists.

@@ -97,8 +97,9 @@ fn layout() -> impl Strategy<Value = Layout> {
 fn mds_reply() -> impl Strategy<Value = MdsReply> {
     let stat = (attr(), proptest::option::of(layout()));
     prop_oneof![
-        (attr(), proptest::option::of(layout()), any::<bool>())
-            .prop_map(|(attr, layout, new)| MdsReply::Created { attr, layout, new }),
+        (attr(), proptest::option::of(layout()), any::<bool>(), attr())
+            .prop_map(|(attr, layout, new, parent)| MdsReply::Created { attr, layout, new, parent }),
+        attr().prop_map(|parent| MdsReply::Unlinked { parent }),
         proptest::collection::vec(proptest::option::of(stat), 0..50)
             .prop_map(|attrs| MdsReply::Attrs { attrs }),
     ]

@@ -68,11 +68,13 @@ impl Mounted {
         let mode = libc::S_IFREG | (mode & 0o7777);
         let exclusive = flags & libc::O_EXCL != 0;
         let open = (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) as u32;
+        self.dirs.forget(parent);
         let c = self
             .client
             .create_open(&cred, pfid, name, mode, self.opts.stripe, exclusive, open)
             .await
             .or_errno()?;
+        self.dirs.note(parent, c.parent);
         let fid = c.attr.fid;
         let made = async {
             let mut attr = c.attr;

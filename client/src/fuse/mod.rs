@@ -10,6 +10,7 @@
 mod convert;
 mod cred;
 mod data;
+mod dir_attrs;
 mod dispatch;
 mod handles;
 mod inodes;

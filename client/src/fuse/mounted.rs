@@ -3,6 +3,7 @@
 
 use super::MountOptions;
 use super::convert::file_attr;
+use super::dir_attrs::DirAttrs;
 use super::handles::Handles;
 use super::inodes::Inodes;
 use super::object_inodes::ObjectInodes;
@@ -39,6 +40,8 @@ pub(crate) struct Mounted {
     pub handles: Handles,
     /// The inode each object seen belongs to.
     pub objects: ObjectInodes,
+    /// Directories' attributes from the MDS's answers to this mount's changes.
+    pub dirs: DirAttrs,
     pub opts: MountOptions,
 }
 
@@ -48,6 +51,7 @@ impl Mounted {
             inodes: Inodes::new(client.root()),
             handles: Handles::default(),
             objects: ObjectInodes::default(),
+            dirs: DirAttrs::default(),
             client,
             opts,
         }

@@ -50,10 +50,14 @@ impl Mounted {
     pub fn forget(&self, ino: u64, n: u64) {
         if self.inodes.forget(ino, n) {
             self.objects.forget(ino);
+            self.dirs.forget(ino);
         }
     }
 
     pub async fn getattr(&self, caller: Caller, ino: u64) -> R<FileAttr> {
+        if let Some(a) = self.dirs.take(ino, self.opts.attr_ttl) {
+            return self.fattr(ino, &a);
+        }
         let fid = self.inodes.fid(ino)?;
         let (attr, layout) = self.client.getattr_md(&caller.cred(), fid).await.or_errno()?;
         let attr = self.with_object_attrs(ino, attr, layout.as_ref()).await?;
@@ -65,6 +69,7 @@ impl Mounted {
         // Bytes gathered before a truncate must land before it, not after,
         // and before a utimens, or their writing would move the time again.
         self.flush_inode(ino).await?;
+        self.dirs.forget(ino);
         let cred = caller.cred();
         let (mut attr, layout) = self.client.setattr(&cred, fid, set).await.or_errno()?;
         if let Some(l) = &layout
@@ -97,6 +102,7 @@ impl Mounted {
     ) -> R<FileAttr> {
         let name = name_str(name)?;
         let pfid = self.inodes.fid(parent)?;
+        self.dirs.forget(parent);
         let cred = caller.cred();
         let (attr, layout) = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
             // A regular file needs objects, which only a create allocates.
@@ -112,18 +118,25 @@ impl Mounted {
     pub async fn mkdir(&self, caller: Caller, parent: u64, name: &OsStr, mode: u32) -> R<FileAttr> {
         let name = name_str(name)?;
         let pfid = self.inodes.fid(parent)?;
+        self.dirs.forget(parent);
         let attr = self.client.mkdir(&caller.cred(), pfid, name, mode & 0o7777).await.or_errno()?;
         self.entry(parent, attr, None).await
     }
 
     pub async fn unlink(&self, caller: Caller, parent: u64, name: &OsStr) -> R<()> {
         let pfid = self.inodes.fid(parent)?;
-        self.client.unlink(&caller.cred(), pfid, name_str(name)?).await.or_errno()
+        self.dirs.forget(parent);
+        let after = self.client.unlink(&caller.cred(), pfid, name_str(name)?).await.or_errno()?;
+        self.dirs.note(parent, after);
+        Ok(())
     }
 
     pub async fn rmdir(&self, caller: Caller, parent: u64, name: &OsStr) -> R<()> {
         let pfid = self.inodes.fid(parent)?;
-        self.client.rmdir(&caller.cred(), pfid, name_str(name)?).await.or_errno()
+        self.dirs.forget(parent);
+        let after = self.client.rmdir(&caller.cred(), pfid, name_str(name)?).await.or_errno()?;
+        self.dirs.note(parent, after);
+        Ok(())
     }
 
     pub async fn symlink(
@@ -136,6 +149,7 @@ impl Mounted {
         let name = name_str(name)?;
         let target = target.to_str().ok_or(Errno::EINVAL)?;
         let pfid = self.inodes.fid(parent)?;
+        self.dirs.forget(parent);
         let op = MdsRequest::Symlink { parent: pfid, name: name.to_string(), target: target.to_string() };
         let (attr, _) = attr_reply(self.client.md_as(caller.cred(), op).await.or_errno()?).or_errno()?;
         self.entry(parent, attr, None).await
@@ -153,6 +167,8 @@ impl Mounted {
         let mode = rename_mode(flags)?;
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
         let (pfid, npfid) = (self.inodes.fid(parent)?, self.inodes.fid(new_parent)?);
+        self.dirs.forget(parent);
+        self.dirs.forget(new_parent);
         let cred = caller.cred();
         if mode == RenameMode::NoReplace {
             // Checked here, not by the MDS: another client could create the
@@ -169,6 +185,7 @@ impl Mounted {
     pub async fn link(&self, caller: Caller, ino: u64, new_parent: u64, new_name: &OsStr) -> R<FileAttr> {
         let fid = self.inodes.fid(ino)?;
         let pfid = self.inodes.fid(new_parent)?;
+        self.dirs.forget(new_parent);
         let op = MdsRequest::Link { fid, parent: pfid, name: name_str(new_name)?.to_string() };
         let (attr, layout) = attr_reply(self.client.md_as(caller.cred(), op).await.or_errno()?).or_errno()?;
         self.entry(new_parent, attr, layout.as_ref()).await

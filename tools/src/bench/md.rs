@@ -420,7 +420,9 @@ async fn glint_op(client: &Client, cred: &Cred, dir: Fid, name: &str, op: Op) ->
         Op::Stat => {
             client.lookup(cred, dir, name).await.with_context(|| format!("stat {name}"))?;
         }
-        Op::Unlink => client.unlink(cred, dir, name).await.with_context(|| format!("unlink {name}"))?,
+        Op::Unlink => {
+            client.unlink(cred, dir, name).await.with_context(|| format!("unlink {name}"))?;
+        }
     }
     Ok(())
 }
