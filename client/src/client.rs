@@ -8,7 +8,7 @@ use crate::tunables::{Brw, ClientTunables, InFlight, Live};
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
-    Attr, AttrLayout, Cred, DirEntry, Fid, FsConfig, Layout, LockExtent, LockMode, MdsCall, MdsReply,
+    Attr, Cred, DirEntry, Fid, FsConfig, InodeAttrs, Layout, LockExtent, LockMode, MdsCall, MdsReply,
     MdsRequest, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, Raid0, SetAttr, StatFs,
     StripeSpec, TargetKind, decode, encode, portal,
 };
@@ -425,7 +425,7 @@ impl Client {
 
     /// The MDS's view of many inodes at once, in the order of `fids`
     /// (`None` for one that is gone), without asking the OSTs.
-    pub async fn getattr_many_md(&self, cred: &Cred, fids: &[Fid]) -> Result<Vec<Option<AttrLayout>>> {
+    pub async fn getattr_many_md(&self, cred: &Cred, fids: &[Fid]) -> Result<Vec<Option<InodeAttrs>>> {
         let mut out = Vec::with_capacity(fids.len());
         while out.len() < fids.len() {
             let op = MdsRequest::GetattrMany { fids: fids[out.len()..].to_vec() };
@@ -449,7 +449,14 @@ impl Client {
             .getattr_many_md(cred, fids)
             .await?
             .into_iter()
-            .map(|a| a.map(|(attr, layout)| Stat { sizes_known: layout.is_none(), attr, layout }))
+            .map(|a| {
+                a.map(|i| Stat {
+                    sizes_known: i.layout.is_none(),
+                    attr: i.attr,
+                    layout: i.layout,
+                    xattrs: i.xattrs,
+                })
+            })
             .collect();
         let mut asks = Vec::new();
         for slot in all.iter_mut().filter(|s| s.as_ref().is_some_and(|s| !s.sizes_known)) {
@@ -627,6 +634,8 @@ pub struct Stat {
     /// OSTs could not be asked: the MDS's alone). Anything without a
     /// layout has none to ask.
     pub sizes_known: bool,
+    /// Whether it has any extended attribute.
+    pub xattrs: bool,
 }
 
 /// What `Client::create_open` made or found.

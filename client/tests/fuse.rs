@@ -364,11 +364,28 @@ async fn ls_l_on_another_mount_shows_every_file_as_written() {
         for i in $(seq 1 600); do head -c $((i * 37)) /dev/zero > $W/f$i; done
         ln -s f1 $W/link
         chmod 0600 $W/f7
+        python3 -c "import os; os.setxattr('$W/f3', 'user.tag', b'v')"
         cp -a $W $A/d
         (cd $W && ls -ln --time-style=+%s) | tail -n +2 > $W.want
         (cd $B/d && ls -ln --time-style=+%s) | tail -n +2 > $W.got
         diff $W.want $W.got
         wc -l < $W.got
+        # The listing knows which files have extended attributes, and a
+        # change here is seen here at once.
+        python3 - $B/d <<'PY'
+import errno, os, sys
+d = sys.argv[1]
+assert os.getxattr(f"{d}/f3", "user.tag") == b"v"
+try:
+    os.getxattr(f"{d}/f4", "user.tag")
+    sys.exit("f4 has user.tag")
+except OSError as e:
+    assert e.errno == errno.ENODATA, e
+assert os.listxattr(f"{d}/f4") == []
+os.setxattr(f"{d}/f4", "user.tag", b"w")
+assert os.getxattr(f"{d}/f4", "user.tag") == b"w"
+assert os.listxattr(f"{d}/f4") == ["user.tag"]
+PY
         chmod 0744 $B/d
         # Names without search permission: listed, not stat-able, even
         # right after root looked one up on the same mount.

@@ -10,7 +10,7 @@ use crate::records;
 use crate::tables::{self, View};
 use crate::xattr;
 use fabric::Errno;
-use proto::{Attr, AttrLayout, Cred, Fid, Layout, StatFs, StripeObject, StripeSpec};
+use proto::{Attr, Cred, Fid, InodeAttrs, Layout, StatFs, StripeObject, StripeSpec};
 use redb::ReadableTable;
 
 /// One directory entry from readdir.
@@ -63,14 +63,14 @@ impl Mdt {
     /// The inode and layout of each of `fids`, read in one transaction;
     /// `None` for one that does not exist. Like `getattr`, by FID, without
     /// a permission check.
-    pub fn getattr_many(&self, fids: &[Fid]) -> Result<Vec<Option<AttrLayout>>, MdsError> {
+    pub fn getattr_many(&self, fids: &[Fid]) -> Result<Vec<Option<InodeAttrs>>, MdsError> {
         let t = self.read()?;
         let mut out = Vec::with_capacity(fids.len());
         for &fid in fids {
             out.push(match t.inode(fid)? {
                 Some(i) => {
                     let layout = if i.kind() == libc::S_IFREG { t.layout(fid)? } else { None };
-                    Some((i.attr(fid), layout))
+                    Some(InodeAttrs { attr: i.attr(fid), layout, xattrs: t.has_xattrs(fid)? })
                 }
                 None => None,
             });

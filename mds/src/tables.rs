@@ -201,6 +201,12 @@ impl ReadTables {
         Ok(out)
     }
 
+    /// Whether `fid` has any extended attribute.
+    pub fn has_xattrs(&self, fid: Fid) -> Result<bool, MdsError> {
+        let (lo, hi) = fid_span(fid);
+        Ok(self.xattrs.range((lo, "")..(hi, ""))?.next().transpose()?.is_some())
+    }
+
     /// Names of `fid`'s extended attributes.
     pub fn xattr_names(&self, fid: Fid) -> Result<Vec<String>, MdsError> {
         let (lo, hi) = fid_span(fid);

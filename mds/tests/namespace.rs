@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use mds::{Mdt, XattrMode};
-use proto::{Errno, Fid, SetAttr, StripeSpec, Timestamp};
+use proto::{Errno, Fid, InodeAttrs, SetAttr, StripeSpec, Timestamp};
 
 #[test]
 fn format_makes_a_root_and_reopens() {
@@ -81,11 +81,12 @@ fn getattr_many_answers_in_order_and_names_the_gone() {
     let d = dir(&mdt, &root(), Fid::ROOT, "d");
     let gone = file(&mdt, &root(), Fid::ROOT, "gone");
     mdt.unlink(&root(), Fid::ROOT, "gone").unwrap();
+    mdt.setxattr(&root(), d, "user.a", b"1", XattrMode::Any).unwrap();
     let got = mdt.getattr_many(&[d, gone, f.fid, Fid::new(Fid::MDT_SEQ, 999), d]).unwrap();
     assert_eq!(got.len(), 5);
-    assert_eq!(got[0], Some((mdt.getattr(d).unwrap(), None)));
+    assert_eq!(got[0], Some(InodeAttrs { attr: mdt.getattr(d).unwrap(), layout: None, xattrs: true }));
     assert_eq!(got[1], None);
-    assert_eq!(got[2], Some((f, Some(layout))));
+    assert_eq!(got[2], Some(InodeAttrs { attr: f, layout: Some(layout), xattrs: false }));
     assert_eq!(got[3], None);
     assert_eq!(got[4], got[0]);
     assert!(mdt.getattr_many(&[]).unwrap().is_empty());

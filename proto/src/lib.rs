@@ -19,6 +19,6 @@ pub use fabric::Errno;
 pub use fid::Fid;
 pub use layout::{Component, Extent, Layout, Pattern, Raid0, StripeObject, StripeSpec};
 pub use ldlm::{LockExtent, LockHandle, LockMode};
-pub use mds::{AttrLayout, DirEntry, MdsCall, MdsReply, MdsRequest};
+pub use mds::{DirEntry, InodeAttrs, MdsCall, MdsReply, MdsRequest};
 pub use mgs::{FsConfig, MgsReply, MgsRequest, TargetInfo, TargetKind};
 pub use ost::{ObjAttr, OstCall, OstReply, OstRequest};

@@ -201,8 +201,15 @@ impl MdsRequest {
     }
 }
 
-/// An inode's attributes, with its layout if it is a regular file.
-pub type AttrLayout = (Attr, Option<Layout>);
+/// An inode as `GetattrMany` gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeAttrs {
+    pub attr: Attr,
+    /// A regular file's layout.
+    pub layout: Option<Layout>,
+    /// Whether it has any extended attribute.
+    pub xattrs: bool,
+}
 
 /// One directory entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +248,7 @@ pub enum MdsReply {
     /// `GetattrMany`: each FID's inode and layout in the order asked, `None`
     /// for a FID that no longer exists.
     Attrs {
-        attrs: Vec<Option<AttrLayout>>,
+        attrs: Vec<Option<InodeAttrs>>,
     },
     Link {
         target: String,

@@ -95,7 +95,8 @@ fn layout() -> impl Strategy<Value = Layout> {
 }
 
 fn mds_reply() -> impl Strategy<Value = MdsReply> {
-    let stat = (attr(), proptest::option::of(layout()));
+    let stat = (attr(), proptest::option::of(layout()), any::<bool>())
+        .prop_map(|(attr, layout, xattrs)| InodeAttrs { attr, layout, xattrs });
     prop_oneof![
         (attr(), proptest::option::of(layout()), any::<bool>(), attr())
             .prop_map(|(attr, layout, new, parent)| MdsReply::Created { attr, layout, new, parent }),

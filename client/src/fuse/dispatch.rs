@@ -371,10 +371,10 @@ impl Filesystem for GlintFs {
                             break;
                         }
                         // The kernel holds the inode as after a lookup.
-                        if let Some((fid, layout)) = &e.took
-                            && let Err(e) = m.took(ino.0, *fid, layout.as_ref())
+                        if let Some(t) = &e.took
+                            && let Err(e) = m.took(ino.0, t)
                         {
-                            tracing::warn!(%fid, error = ?e, "readdirplus: cannot remember an inode");
+                            tracing::warn!(fid = %t.fid, error = ?e, "readdirplus: cannot remember an inode");
                         }
                     }
                     reply.ok()

@@ -10,8 +10,8 @@
 mod convert;
 mod cred;
 mod data;
-mod dir_attrs;
 mod dispatch;
+mod fresh;
 mod handles;
 mod inodes;
 mod mount;

@@ -3,7 +3,7 @@
 
 use super::MountOptions;
 use super::convert::file_attr;
-use super::dir_attrs::DirAttrs;
+use super::fresh::Fresh;
 use super::handles::Handles;
 use super::inodes::Inodes;
 use super::object_inodes::ObjectInodes;
@@ -41,7 +41,9 @@ pub(crate) struct Mounted {
     /// The inode each object seen belongs to.
     pub objects: ObjectInodes,
     /// Directories' attributes from the MDS's answers to this mount's changes.
-    pub dirs: DirAttrs,
+    pub dirs: Fresh<Attr>,
+    /// Inodes a `readdirplus` found without extended attributes.
+    pub no_xattrs: Fresh<()>,
     pub opts: MountOptions,
 }
 
@@ -51,7 +53,8 @@ impl Mounted {
             inodes: Inodes::new(client.root()),
             handles: Handles::default(),
             objects: ObjectInodes::default(),
-            dirs: DirAttrs::default(),
+            dirs: Fresh::default(),
+            no_xattrs: Fresh::default(),
             client,
             opts,
         }

@@ -22,11 +22,20 @@ const STATAHEAD: usize = 128;
 #[derive(Debug, Clone)]
 pub(crate) struct ListedPlus {
     pub listed: Listed,
-    /// The inode and layout to remember once the kernel took the entry
-    /// (none for `.` and `..`, which it does not take).
-    pub took: Option<(Fid, Option<Layout>)>,
+    /// What to remember once the kernel took the entry (nothing for `.`
+    /// and `..`, which it does not take).
+    pub took: Option<Took>,
     pub attr: FileAttr,
     pub ttl: Duration,
+}
+
+/// An inode the kernel takes from a `readdirplus` reply.
+#[derive(Debug, Clone)]
+pub(crate) struct Took {
+    pub fid: Fid,
+    pub layout: Option<Layout>,
+    /// Whether it has any extended attribute.
+    pub xattrs: bool,
 }
 
 /// One line of a directory listing as the kernel wants it.
@@ -51,6 +60,7 @@ impl Mounted {
         if self.inodes.forget(ino, n) {
             self.objects.forget(ino);
             self.dirs.forget(ino);
+            self.no_xattrs.forget(ino);
         }
     }
 
@@ -203,6 +213,10 @@ impl Mounted {
     }
 
     pub async fn getxattr(&self, caller: Caller, ino: u64, name: &OsStr) -> R<Vec<u8>> {
+        // `ls -l` asks every file for `security.selinux`.
+        if self.no_xattrs.get(ino, self.opts.attr_ttl).is_some() {
+            return Err(Errno::ENODATA);
+        }
         let fid = self.inodes.fid(ino)?;
         let op = MdsRequest::Getxattr { fid, name: name_str(name)?.to_string() };
         match self.client.md_as(caller.cred(), op).await.or_errno()? {
@@ -213,6 +227,9 @@ impl Mounted {
 
     /// The names, each ended by a NUL, as listxattr(2) returns them.
     pub async fn listxattr(&self, caller: Caller, ino: u64) -> R<Vec<u8>> {
+        if self.no_xattrs.get(ino, self.opts.attr_ttl).is_some() {
+            return Ok(Vec::new());
+        }
         let fid = self.inodes.fid(ino)?;
         match self.client.md_as(caller.cred(), MdsRequest::Listxattr { fid }).await.or_errno()? {
             MdsReply::XattrNames { names } => {
@@ -235,12 +252,14 @@ impl Mounted {
         value: Vec<u8>,
         flags: i32,
     ) -> R<()> {
+        self.no_xattrs.forget(ino);
         let fid = self.inodes.fid(ino)?;
         let op = MdsRequest::Setxattr { fid, name: name_str(name)?.to_string(), value, flags: flags as u32 };
         self.client.md_as(caller.cred(), op).await.or_errno().map(|_| ())
     }
 
     pub async fn removexattr(&self, caller: Caller, ino: u64, name: &OsStr) -> R<()> {
+        self.no_xattrs.forget(ino);
         let fid = self.inodes.fid(ino)?;
         let op = MdsRequest::Removexattr { fid, name: name_str(name)?.to_string() };
         self.client.md_as(caller.cred(), op).await.or_errno().map(|_| ())
@@ -310,7 +329,7 @@ impl Mounted {
                 Some(Some(st)) => {
                     let attr = self.fattr(ino, &st.attr)?;
                     let ttl = if st.sizes_known { trusted } else { Duration::ZERO };
-                    let took = Some((st.attr.fid, st.layout.clone()));
+                    let took = Some(Took { fid: st.attr.fid, layout: st.layout.clone(), xattrs: st.xattrs });
                     out.push(ListedPlus { listed, took, attr, ttl });
                 }
             }
@@ -318,12 +337,17 @@ impl Mounted {
         Ok(out)
     }
 
-    /// The kernel took `fid` (an entry of directory `parent`) from a
+    /// The kernel took an entry of directory `parent` from a
     /// `readdirplus` reply, as from a lookup.
-    pub fn took(&self, parent: u64, fid: Fid, layout: Option<&Layout>) -> R<()> {
-        let ino = self.inodes.remember(fid, parent)?;
-        if let Some(l) = layout {
+    pub fn took(&self, parent: u64, t: &Took) -> R<()> {
+        let ino = self.inodes.remember(t.fid, parent)?;
+        if let Some(l) = &t.layout {
             self.objects.note(ino, l);
+        }
+        if t.xattrs {
+            self.no_xattrs.forget(ino);
+        } else {
+            self.no_xattrs.note(ino, ());
         }
         Ok(())
     }
