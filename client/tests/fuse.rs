@@ -92,6 +92,22 @@ struct TwoMounts {
     _fs: TestFs,
 }
 
+/// A file system with one mount at `dir`, inside `scratch`.
+struct OneMount {
+    _g: MountGuard,
+    dir: PathBuf,
+    scratch: tempfile::TempDir,
+    _fs: TestFs,
+}
+
+async fn one_mount(osts: u32) -> OneMount {
+    let fs = TestFs::start(osts).await;
+    let scratch = scratch();
+    let dir = scratch.path().join("m");
+    let _g = mount(&fs, &dir, MountOptions::default()).await;
+    OneMount { _g, dir, scratch, _fs: fs }
+}
+
 async fn two_mounts(osts: u32) -> TwoMounts {
     let fs = TestFs::start(osts).await;
     let dir = scratch();
@@ -205,10 +221,8 @@ async fn a_file_kept_open_shows_each_write_on_the_other_mount() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_tar_find_diff_over_a_tree() {
-    let fs = TestFs::start(3).await;
-    let s = scratch();
-    let m = s.path().join("m");
-    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let one = one_mount(3).await;
+    let (s, m) = (&one.scratch, one.dir.clone());
     let src = s.path().join("src");
     let work = s.path().join("work");
     sh(
@@ -245,10 +259,8 @@ async fn cp_tar_find_diff_over_a_tree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dd_64_mib_in_big_and_small_blocks() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let m = s.path().join("m");
-    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let one = one_mount(2).await;
+    let (s, m) = (&one.scratch, one.dir.clone());
     let w = s.path().join("w");
     let out = sh(
         &[("M", &m), ("W", &w)],
@@ -325,10 +337,8 @@ async fn posix_tools_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_use_the_callers_groups() {
-    let fs = TestFs::start(1).await;
-    let s = scratch();
-    let m = s.path().join("m");
-    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let one = one_mount(1).await;
+    let m = one.dir.clone();
     let out = sh(
         &[("M", &m)],
         r#"
@@ -402,10 +412,8 @@ PY
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_stat_follows_each_change_made_in_it() {
-    let fs = TestFs::start(1).await;
-    let s = scratch();
-    let m = s.path().join("m");
-    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let one = one_mount(1).await;
+    let m = one.dir.clone();
     // nlink counts subdirectories and the mtime moves with every change:
     // neither may lag behind a change this mount made a moment before.
     let out = sh(
@@ -462,10 +470,8 @@ async fn disjoint_writers_and_appenders_share_one_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_and_df_work_in_the_mount() {
-    let fs = TestFs::start(2).await;
-    let s = scratch();
-    let m = s.path().join("m");
-    let _g = mount(&fs, &m, MountOptions::default()).await;
+    let one = one_mount(2).await;
+    let m = one.dir.clone();
     let out = sh(
         &[("M", &m)],
         r#"
