@@ -290,7 +290,8 @@ impl Client {
     pub(crate) fn size_under_locks(&self, r0: &Raid0) -> Option<u64> {
         let mut size = 0;
         for (stripe, o) in r0.objects.iter().enumerate() {
-            if !self.locks_intact(o.ost_idx) {
+            // A loss is left for the read to act on (see `read_cached`).
+            if !self.connection_unchanged(o.ost_idx) {
                 return None;
             }
             size = size.max(r0.file_size_from_object(stripe, self.locks.attr_under_lock(o.fid)?.size));

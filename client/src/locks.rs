@@ -636,6 +636,13 @@ impl Client {
         false
     }
 
+    /// Whether no connection to `ost`'s OSS was lost since its locks were
+    /// granted; unlike `locks_intact`, a loss is only reported.
+    pub(crate) fn connection_unchanged(&self, ost: u32) -> bool {
+        let conns = self.locks.conns.lock().expect("conns lock");
+        conns.get(&ost).is_none_or(|c| self.ep.connection_losses(c.peer) == c.losses)
+    }
+
     /// Gives back every lock this client holds and drops its cache (before
     /// an unmount, or to start cold).
     pub async fn cancel_locks(&self) -> Result<()> {
