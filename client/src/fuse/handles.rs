@@ -4,7 +4,7 @@
 use crate::client::Stat;
 use crate::write_back::WriteBack;
 use fabric::Errno;
-use proto::{Attr, DirEntry, Fid, Layout};
+use proto::{DirEntry, Fid, Layout};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -50,8 +50,6 @@ impl FileHandle {
 pub(crate) struct DirHandle {
     pub ino: u64,
     pub fid: Fid,
-    /// The directory as its open found it.
-    pub attr: Attr,
     pub listing: tokio::sync::Mutex<Listing>,
 }
 

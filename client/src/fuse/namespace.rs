@@ -10,7 +10,7 @@ use super::mounted::{Mounted, OrErrno, R};
 use crate::client::attr_reply;
 use fabric::Errno;
 use fuser::{FileAttr, FileType};
-use proto::{Fid, Layout, MdsReply, MdsRequest, SetAttr, StatFs};
+use proto::{Attr, Fid, Layout, MdsReply, MdsRequest, SetAttr, StatFs};
 use std::ffi::OsStr;
 use std::time::Duration;
 
@@ -64,10 +64,18 @@ impl Mounted {
         }
     }
 
+    /// A directory's attributes as the MDS answered this mount's change
+    /// in it a moment ago (see `fresh`): no RPC, and no task to wake.
+    pub fn fresh_dir_attr(&self, ino: u64) -> Option<R<FileAttr>> {
+        self.dirs.take(ino, self.opts.attr_ttl).map(|a| self.fattr(ino, &a))
+    }
+
+    /// Whether a listing just found `ino` without extended attributes.
+    pub fn known_without_xattrs(&self, ino: u64) -> bool {
+        self.no_xattrs.get(ino, self.opts.attr_ttl).is_some()
+    }
+
     pub async fn getattr(&self, caller: Caller, ino: u64) -> R<FileAttr> {
-        if let Some(a) = self.dirs.take(ino, self.opts.attr_ttl) {
-            return self.fattr(ino, &a);
-        }
         let fid = self.inodes.fid(ino)?;
         let (attr, layout) = self.client.getattr_md(&caller.cred(), fid).await.or_errno()?;
         let attr = self.with_object_attrs(ino, attr, layout.as_ref()).await?;
@@ -213,10 +221,6 @@ impl Mounted {
     }
 
     pub async fn getxattr(&self, caller: Caller, ino: u64, name: &OsStr) -> R<Vec<u8>> {
-        // `ls -l` asks every file for `security.selinux`.
-        if self.no_xattrs.get(ino, self.opts.attr_ttl).is_some() {
-            return Err(Errno::ENODATA);
-        }
         let fid = self.inodes.fid(ino)?;
         let op = MdsRequest::Getxattr { fid, name: name_str(name)?.to_string() };
         match self.client.md_as(caller.cred(), op).await.or_errno()? {
@@ -227,9 +231,6 @@ impl Mounted {
 
     /// The names, each ended by a NUL, as listxattr(2) returns them.
     pub async fn listxattr(&self, caller: Caller, ino: u64) -> R<Vec<u8>> {
-        if self.no_xattrs.get(ino, self.opts.attr_ttl).is_some() {
-            return Ok(Vec::new());
-        }
         let fid = self.inodes.fid(ino)?;
         match self.client.md_as(caller.cred(), MdsRequest::Listxattr { fid }).await.or_errno()? {
             MdsReply::XattrNames { names } => {
@@ -265,12 +266,12 @@ impl Mounted {
         self.client.md_as(caller.cred(), op).await.or_errno().map(|_| ())
     }
 
-    /// Opens a directory; the MDS checks that the caller may read it.
-    pub async fn opendir(&self, caller: Caller, ino: u64) -> R<u64> {
+    /// Opens a directory, with no RPC (as Lustre's opendir): the kernel
+    /// has checked the caller may read it (default_permissions), and the
+    /// MDS checks again at every readdir.
+    pub fn opendir(&self, ino: u64) -> R<u64> {
         let fid = self.inodes.fid(ino)?;
-        let open = MdsRequest::Open { fid, flags: libc::O_RDONLY as u32 };
-        let (attr, _) = attr_reply(self.client.md_as(caller.cred(), open).await.or_errno()?).or_errno()?;
-        Ok(self.handles.add_dir(DirHandle { ino, fid, attr, listing: Default::default() }))
+        Ok(self.handles.add_dir(DirHandle { ino, fid, listing: Default::default() }))
     }
 
     /// Entries from position `offset` (0 is the start, which reads the
@@ -315,8 +316,10 @@ impl Mounted {
             pos += 1;
             let listed = Listed { ino, next: pos, kind, name };
             if pos <= 2 {
-                // The kernel takes nothing from the attributes of `.` and `..`.
-                let attr = self.fattr(ino, &h.attr)?;
+                // The kernel takes nothing from the attributes of `.` and
+                // `..` but their inode number and type.
+                let dir = Attr { fid: h.fid, mode: libc::S_IFDIR, nlink: 2, ..Attr::default() };
+                let attr = self.fattr(ino, &dir)?;
                 out.push(ListedPlus { listed, took: None, attr, ttl: Duration::ZERO });
                 continue;
             }
@@ -395,8 +398,7 @@ impl Mounted {
         Ok(())
     }
 
-    pub async fn releasedir(&self, caller: Caller, fh: u64) -> R<()> {
-        let h = self.handles.remove_dir(fh).ok_or(Errno::EBADF)?;
-        self.client.md_as(caller.cred(), MdsRequest::Close { fid: h.fid }).await.or_errno().map(|_| ())
+    pub fn releasedir(&self, fh: u64) -> R<()> {
+        self.handles.remove_dir(fh).map(|_| ()).ok_or(Errno::EBADF)
     }
 }
