@@ -272,12 +272,15 @@ impl Mds {
     }
 
     fn with_layout(&self, attr: Attr) -> Result<MdsReply, Errno> {
-        let layout = if attr.is_reg() { self.layout_of(attr.fid)? } else { None };
-        Ok(MdsReply::Attr { attr, layout })
+        Ok(MdsReply::Attr { layout: self.layout_of(&attr)?, attr })
     }
 
-    fn layout_of(&self, fid: Fid) -> Result<Option<Layout>, Errno> {
-        match self.mdt.layout(fid) {
+    /// A regular file's layout (none for anything else).
+    fn layout_of(&self, attr: &Attr) -> Result<Option<Layout>, Errno> {
+        if !attr.is_reg() {
+            return Ok(None);
+        }
+        match self.mdt.layout(attr.fid) {
             Ok(l) => Ok(Some(l)),
             Err(e) if e.errno() == Errno::ENODATA => Ok(None),
             Err(e) => Err(e.errno()),
@@ -323,8 +326,7 @@ impl Mds {
                     if attr.is_dir() {
                         return Err(Errno::EISDIR);
                     }
-                    let layout = if attr.is_reg() { self.layout_of(attr.fid)? } else { None };
-                    (attr, layout, false)
+                    (attr, self.layout_of(&attr)?, false)
                 }
                 // The pools are being filled (a new file system, or a burst
                 // of creates): wait for the refill rather than fail.
@@ -348,13 +350,11 @@ impl Mds {
         Err(Errno::ENOSPC)
     }
 
-    /// Opens `fid` for `cred`. The caller that just created it (`created`)
-    /// may use it whatever its mode says, as open(O_CREAT) with mode 0444
-    /// gives a writable descriptor; its owner could chmod it anyway.
+    /// Opens `fid` for `cred`. A file this very call created (`created`)
+    /// is its caller's own, and the caller may use it whatever its mode
+    /// says, as open(O_CREAT) with mode 0444 gives a writable descriptor.
     fn open_for(&self, cred: &proto::Cred, fid: Fid, flags: u32, created: bool) -> Result<Opened, Errno> {
-        let owner_creating =
-            created && (cred.uid == 0 || self.mdt.getattr(fid).map_err(mds_errno)?.uid == cred.uid);
-        let checked_as = if owner_creating { proto::Cred::root() } else { cred.clone() };
+        let checked_as = if created { proto::Cred::root() } else { cred.clone() };
         self.mdt.open_file(&checked_as, fid, flags as i32).map_err(mds_errno)
     }
 
