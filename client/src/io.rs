@@ -341,7 +341,7 @@ impl Client {
         while let Some(r) = tasks.join_next().await {
             copy_out(r.expect("read task"), off, out, &mut seen)?;
         }
-        self.read_end(layout, r0, off, out.len() as u64, &seen).await
+        self.read_end(layout, off, out.len() as u64, &seen).await
     }
 
     /// Reads into the registered `buf` from `off`: the OSTs push straight
@@ -375,7 +375,7 @@ impl Client {
         for (c, n) in chunks.iter().zip(&got) {
             seen.chunk(c, *n, off, buf.as_mut_slice());
         }
-        self.read_end(layout, r0, off, len, &seen).await
+        self.read_end(layout, off, len, &seen).await
     }
 
     /// One chunk read straight into its pieces of `buf` (which starts at
@@ -447,14 +447,11 @@ impl Client {
 
     /// How many bytes from `off` a read of `len` bytes returns, given what
     /// its chunks found.
-    async fn read_end(&self, layout: &Layout, r0: &Raid0, off: u64, len: u64, seen: &Seen) -> Result<usize> {
+    async fn read_end(&self, layout: &Layout, off: u64, len: u64, seen: &Seen) -> Result<usize> {
         let end = if seen.short {
             // Ask every object how long it is: bytes up to the real end of
             // file that no object holds are holes, not EOF.
-            let sizes = self.object_attrs(layout).await?;
-            let size =
-                sizes.iter().enumerate().map(|(s, a)| r0.file_size_from_object(s, a.size)).max().unwrap_or(0);
-            size.max(seen.end).min(off + len)
+            self.glimpse_size(layout).await?.max(seen.end).min(off + len)
         } else {
             off + len
         };
