@@ -432,20 +432,20 @@ impl Filesystem for GlintFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let (c, name) = (Caller::from_request(req), name.to_owned());
         // `ls -l` asks every file for `security.selinux`: answered here
         // for the files a listing found without any.
         if self.m.known_without_xattrs(ino.0) {
             return reply.error(err(fabric::Errno::ENODATA));
         }
+        let (c, name) = (Caller::from_request(req), name.to_owned());
         self.spawn(move |m| async move { xattr_reply(reply, size, m.getxattr(c, ino.0, &name).await) });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let c = Caller::from_request(req);
         if self.m.known_without_xattrs(ino.0) {
             return xattr_reply(reply, size, Ok(Vec::new()));
         }
+        let c = Caller::from_request(req);
         self.spawn(move |m| async move { xattr_reply(reply, size, m.listxattr(c, ino.0).await) });
     }
 
