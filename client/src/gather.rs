@@ -46,7 +46,6 @@ impl Gather {
         Gather { cap, start: 0, buf: Vec::new() }
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -59,6 +58,25 @@ impl Gather {
     /// starting at `off` must stop.
     fn boundary(&self, off: u64) -> u64 {
         (off / self.cap).saturating_add(1).saturating_mul(self.cap)
+    }
+
+    /// Whether a write of `len` bytes at `off` would only be buffered:
+    /// [`Gather::add`] of it hands nothing out.
+    pub fn only_buffers(&self, off: u64, len: usize) -> bool {
+        if self.cap == 0 || len == 0 {
+            return false;
+        }
+        let start = if self.buf.is_empty() {
+            if off.is_multiple_of(self.cap) && len as u64 >= self.cap {
+                return false;
+            }
+            off
+        } else if off == self.end() {
+            self.start
+        } else {
+            return false;
+        };
+        off.saturating_add(len as u64) < self.boundary(start)
     }
 
     /// Takes what is buffered, leaving the buffer empty.
@@ -159,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn only_buffers_says_when_add_hands_nothing_out() {
+        let mut g = Gather::new(MIB);
+        assert!(g.only_buffers(10, 100));
+        assert!(!g.only_buffers(MIB - 10, 10), "reaches the boundary");
+        assert!(!g.only_buffers(0, MIB as usize), "a whole aligned piece passes through");
+        assert!(g.add(10, &[1; 100]).is_empty());
+        assert!(g.only_buffers(110, 4096));
+        assert!(!g.only_buffers(111, 1), "not where the buffer ends");
+        assert!(!g.only_buffers(110, 0));
+        assert!(!Gather::new(0).only_buffers(0, 1));
+    }
+
+    #[test]
     fn zero_capacity_writes_through() {
         let mut g = Gather::new(0);
         assert_eq!(g.add(5, b"ab"), vec![Extent { off: 5, data: b"ab".to_vec() }]);
@@ -189,7 +220,10 @@ mod tests {
                 pos = off + len as u64;
                 let data = vec![byte; len];
                 direct[off as usize..off as usize + len].copy_from_slice(&data);
-                for e in g.add(off, &data) {
+                let only_buffers = g.only_buffers(off, len);
+                let out = g.add(off, &data);
+                prop_assert!(!only_buffers || out.is_empty());
+                for e in out {
                     if cap > 0 && e.data.len() as u64 <= cap {
                         prop_assert!(e.off / cap == (e.off + e.data.len() as u64 - 1) / cap);
                     }

@@ -6,10 +6,73 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::integrity::Integrity;
 use crate::join;
+use crate::readahead::{CachedPiece, NotCached};
 use fabric::{Access, BulkHandle, Errno, Exposure, IoBuf, PoolBuf};
 use proto::{Fid, Layout, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
 use std::sync::Arc;
 use tokio::task::JoinSet;
+
+/// The bytes of a read: lent from a cached block, or owned.
+pub enum ReadBytes {
+    Shared { block: Arc<Vec<u8>>, range: std::ops::Range<usize> },
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for ReadBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadBytes::Shared { block, range } => &block[range.clone()],
+            ReadBytes::Owned(v) => v,
+        }
+    }
+}
+
+impl ReadBytes {
+    /// One piece is lent; several are copied into one buffer.
+    fn from_pieces(mut pieces: Vec<CachedPiece>, len: usize) -> ReadBytes {
+        if pieces.len() == 1 {
+            let (block, range) = pieces.pop().expect("one piece").into_shared();
+            return ReadBytes::Shared { block, range };
+        }
+        let mut out = vec![0u8; len];
+        for p in &pieces {
+            out[p.at..p.at + p.len].copy_from_slice(p.bytes());
+        }
+        ReadBytes::Owned(out)
+    }
+}
+
+/// How a read started by [`Client::pread_start`] went.
+pub enum ReadStart {
+    Done(ReadBytes),
+    Pending(PendingRead),
+}
+
+/// A read the cache could not answer at once.
+pub struct PendingRead {
+    client: Arc<Client>,
+    layout: Layout,
+    off: u64,
+    len: usize,
+    not: NotCached,
+}
+
+impl PendingRead {
+    /// Waits for readahead on its way, or reads from the OSTs.
+    pub async fn finish(self) -> Result<ReadBytes> {
+        let PendingRead { client, layout, off, len, not } = self;
+        if let Some(pieces) = client.cached_after(&layout, off, len as u64, not).await {
+            return Ok(ReadBytes::from_pieces(pieces, len));
+        }
+        let r0 = raid0(&layout)?;
+        let mut out = vec![0u8; len];
+        let n = client.read_objects(&layout, r0, off, &mut out).await?;
+        out.truncate(n);
+        Ok(ReadBytes::Owned(out))
+    }
+}
 
 /// How often a transfer whose checksum did not match is sent again before
 /// the caller gets EIO.
@@ -304,19 +367,70 @@ impl Client {
     pub async fn pread(self: &Arc<Self>, layout: &Layout, off: u64, out: &mut [u8]) -> Result<usize> {
         check_range(off, out.len() as u64)?;
         let r0 = raid0(layout)?;
-        // Under PR locks over every object the size is known: nothing past
-        // it is asked for (the second read(2) of `cat` costs no RPC).
-        let out = match self.size_under_locks(r0) {
-            Some(size) if off >= size => return Ok(0),
-            Some(size) => {
-                let n = (size - off).min(out.len() as u64) as usize;
-                &mut out[..n]
-            }
-            None => out,
-        };
+        let n = self.readable(r0, off, out.len());
+        let out = &mut out[..n];
+        if out.is_empty() {
+            return Ok(0);
+        }
         if let Some(n) = self.read_cached(layout, off, out).await {
             return Ok(n);
         }
+        self.read_objects(layout, r0, off, out).await
+    }
+
+    /// Reads `len` bytes from `off` (fewer at end of file): when the cache
+    /// holds them in one block, that block is lent rather than copied (a
+    /// reply can be written straight from it); otherwise into a buffer of
+    /// their own.
+    pub async fn pread_shared(self: &Arc<Self>, layout: &Layout, off: u64, len: usize) -> Result<ReadBytes> {
+        match self.pread_start(layout, off, len)? {
+            ReadStart::Done(bytes) => Ok(bytes),
+            ReadStart::Pending(p) => p.finish().await,
+        }
+    }
+
+    /// [`Client::pread_shared`] as far as it goes without waiting: the
+    /// bytes when the cache holds them (or the file ends before `off`),
+    /// else a read to finish. A FUSE thread answers a cached read
+    /// itself, without handing it to the runtime. Starts readahead, so it
+    /// is called inside the client's runtime (`Handle::enter`).
+    pub fn pread_start(self: &Arc<Self>, layout: &Layout, off: u64, len: usize) -> Result<ReadStart> {
+        check_range(off, len as u64)?;
+        let r0 = raid0(layout)?;
+        let len = self.readable(r0, off, len);
+        if len == 0 {
+            return Ok(ReadStart::Done(ReadBytes::Owned(Vec::new())));
+        }
+        match self.cached_now(layout, off, len as u64) {
+            Ok(pieces) => Ok(ReadStart::Done(ReadBytes::from_pieces(pieces, len))),
+            Err(not) => Ok(ReadStart::Pending(PendingRead {
+                client: self.clone(),
+                layout: layout.clone(),
+                off,
+                len,
+                not,
+            })),
+        }
+    }
+
+    /// How much of `len` bytes from `off` there is to read: under PR locks
+    /// over every object the size is known, and nothing past it is asked
+    /// for (the second read(2) of `cat` costs no RPC).
+    fn readable(&self, r0: &Raid0, off: u64, len: usize) -> usize {
+        match self.size_under_locks(r0) {
+            Some(size) => size.saturating_sub(off).min(len as u64) as usize,
+            None => len,
+        }
+    }
+
+    /// Reads `out` from the objects, in parallel RPCs through pool buffers.
+    async fn read_objects(
+        self: &Arc<Self>,
+        layout: &Layout,
+        r0: &Raid0,
+        off: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
         let mut tasks = JoinSet::new();
         let mut seen = Seen::new(off);
         for chunk in plan(r0, off, out.len() as u64, self.rpc_size() as u64) {

@@ -24,6 +24,7 @@ pub use error::{ClientError, Result};
 pub use file::File;
 pub use fuse::{MountError, MountGuard, MountOptions};
 pub use integrity::Integrity;
+pub use io::{PendingRead, ReadBytes, ReadStart};
 pub use locks::{LockStats, LostHook};
 pub use mount_spec::MountSpec;
 pub use readahead::{DEFAULT_MAX_READ_AHEAD_MB, MAX_READ_AHEAD_MB, ReadAheadStats};

@@ -173,32 +173,108 @@ fn pages(len: u64) -> u64 {
     len.div_ceil(crate::tunables::PAGE_SIZE as u64)
 }
 
+/// Why the cache could not answer a read at once.
+pub(crate) enum NotCached {
+    /// Some byte is not cached, and no readahead is bringing it.
+    Miss,
+    /// Readahead windows on their way may bring them.
+    Coming(Vec<watch::Receiver<u64>>),
+}
+
+/// Bytes of one cached block that a read returns, `at` bytes into it.
+pub(crate) struct CachedPiece {
+    pub at: usize,
+    block: Arc<Vec<u8>>,
+    from: usize,
+    pub len: usize,
+}
+
+impl CachedPiece {
+    pub fn bytes(&self) -> &[u8] {
+        &self.block[self.from..self.from + self.len]
+    }
+
+    pub fn into_shared(self) -> (Arc<Vec<u8>>, std::ops::Range<usize>) {
+        (self.block, self.from..self.from + self.len)
+    }
+}
+
 impl Client {
     /// Serves `[off, off + out.len())` from the cache when it holds every
-    /// byte, after starting the readahead the read calls for and waiting
-    /// for a window already on its way that covers it. None: read from
-    /// the OSTs.
+    /// byte (see [`Client::cached`]). None: read from the OSTs.
     pub(crate) async fn read_cached(
         self: &Arc<Self>,
         layout: &Layout,
         off: u64,
         out: &mut [u8],
     ) -> Option<usize> {
-        if self.locks.max_bytes.load(Ordering::Relaxed) == 0 || out.is_empty() {
-            return None;
+        for p in self.cached(layout, off, out.len() as u64).await? {
+            out[p.at..p.at + p.len].copy_from_slice(p.bytes());
         }
-        let r0 = layout.raid0().filter(|r| !r.objects.is_empty())?;
-        let len = out.len() as u64;
+        Some(out.len())
+    }
+
+    /// The cached pieces that make up `[off, off + len)` when the cache
+    /// holds every byte, after starting the readahead the read calls for
+    /// and waiting for a window already on its way that covers it. None:
+    /// read from the OSTs.
+    pub(crate) async fn cached(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        len: u64,
+    ) -> Option<Vec<CachedPiece>> {
+        match self.cached_now(layout, off, len) {
+            Ok(pieces) => Some(pieces),
+            Err(not) => self.cached_after(layout, off, len, not).await,
+        }
+    }
+
+    /// [`Client::cached`] without waiting: the pieces if the cache holds
+    /// them now, else whether a window on its way may still bring them.
+    /// Starts readahead, so it runs inside the client's runtime.
+    pub(crate) fn cached_now(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        len: u64,
+    ) -> Result<Vec<CachedPiece>, NotCached> {
+        if self.locks.max_bytes.load(Ordering::Relaxed) == 0 || len == 0 {
+            return Err(NotCached::Miss);
+        }
+        let r0 = layout.raid0().filter(|r| !r.objects.is_empty()).ok_or(NotCached::Miss)?;
         let plan = self.ra.plan(r0.objects[0].fid, off, len, self.ra.per_file.load(Ordering::Relaxed));
         if let Some((start, end, done)) = plan.fetch {
             // A task of its own: a reader that gives up does not stop it.
             tokio::spawn(self.clone().read_ahead(layout.clone(), start, end, done));
         }
-        // Until the blocks this read wants have landed, not the whole window.
-        for mut w in plan.wait {
+        if plan.wait.iter().any(|w| *w.borrow() != FETCHED) && !self.all_cached(r0, off, len) {
+            return Err(NotCached::Coming(plan.wait));
+        }
+        self.cached_pieces(r0, off, len).ok_or(NotCached::Miss)
+    }
+
+    /// Finishes what [`Client::cached_now`] could not: waits until the
+    /// blocks this read wants have landed (not the whole window).
+    pub(crate) async fn cached_after(
+        &self,
+        layout: &Layout,
+        off: u64,
+        len: u64,
+        not: NotCached,
+    ) -> Option<Vec<CachedPiece>> {
+        let NotCached::Coming(waits) = not else { return None };
+        let r0 = layout.raid0().filter(|r| !r.objects.is_empty())?;
+        for mut w in waits {
             let _ = w.wait_for(|n| *n == FETCHED || self.all_cached(r0, off, len)).await;
         }
-        let mut pieces = Vec::new();
+        self.cached_pieces(r0, off, len)
+    }
+
+    /// The cached pieces of `[off, off + len)` under intact locks, or None
+    /// (counted as a miss) when any byte is missing.
+    fn cached_pieces(&self, r0: &proto::Raid0, off: u64, len: u64) -> Option<Vec<CachedPiece>> {
+        let mut found = Vec::new();
         let mut checked: Vec<u32> = Vec::new();
         for e in r0.extents(off, len) {
             let obj = r0.objects[e.stripe];
@@ -209,9 +285,8 @@ impl Client {
                     return None;
                 }
             }
-            let fid = obj.fid;
-            match self.locks.lookup(fid, e.obj_off, e.len) {
-                Some(blocks) => pieces.push((e, blocks)),
+            match self.locks.lookup(obj.fid, e.obj_off, e.len) {
+                Some(blocks) => found.push((e, blocks)),
                 None => {
                     self.ra.stats.misses.fetch_add(pages(len), Ordering::Relaxed);
                     self.ra.missed(r0.objects[0].fid, off, len);
@@ -219,7 +294,8 @@ impl Client {
                 }
             }
         }
-        for (e, blocks) in pieces {
+        let mut pieces = Vec::new();
+        for (e, blocks) in found {
             let mut at = e.obj_off;
             let mut dst = (e.file_off - off) as usize;
             let end = e.obj_off + e.len;
@@ -227,26 +303,26 @@ impl Client {
             for (boff, data) in blocks {
                 let from = (at - boff) as usize;
                 let n = ((end - at) as usize).min(data.len() - from);
-                out[dst..dst + n].copy_from_slice(&data[from..from + n]);
-                at += n as u64;
-                dst += n;
                 if from + n == data.len() {
                     done.push(boff);
                 }
+                pieces.push(CachedPiece { at: dst, block: data, from, len: n });
+                at += n as u64;
+                dst += n;
             }
             self.locks.consumed(r0.objects[e.stripe].fid, &done);
         }
         self.ra.stats.hits.fetch_add(pages(len), Ordering::Relaxed);
-        Some(out.len())
+        Some(pieces)
     }
 
-    /// Reads `[start, end)` of the file into the cache: a PR lock on each
-    /// object's part, then every block not cached yet, all in parallel.
     /// Whether the cache holds every byte of `[off, off + len)`.
     fn all_cached(&self, r0: &proto::Raid0, off: u64, len: u64) -> bool {
         r0.extents(off, len).all(|e| self.locks.lookup(r0.objects[e.stripe].fid, e.obj_off, e.len).is_some())
     }
 
+    /// Reads `[start, end)` of the file into the cache: a PR lock on each
+    /// object's part, then every block not cached yet, all in parallel.
     async fn read_ahead(self: Arc<Self>, layout: Layout, start: u64, end: u64, done: watch::Sender<u64>) {
         let done = Arc::new(done);
         let Some(r0) = layout.raid0() else { return };

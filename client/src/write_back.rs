@@ -96,6 +96,39 @@ impl WriteBack {
         }
     }
 
+    /// [`WriteBack::write`] when it needs no waiting: the buffer is free,
+    /// this client holds PW locks over the range, and the bytes only join
+    /// what is gathered. False: nothing was done, use `write`. A FUSE
+    /// thread takes a small write this way without waking the runtime.
+    pub fn try_gather(self: &Arc<Self>, off: u64, data: &[u8]) -> bool {
+        let Some(layout) = &self.layout else { return false };
+        let Ok(mut gather) = self.gather.try_lock() else { return false };
+        if !gather.only_buffers(off, data.len()) {
+            return false;
+        }
+        let Ok(objects) = self.objects(layout, off, data.len() as u64) else { return false };
+        // Checked under the buffer's mutex, as `write` does: a callback
+        // takes it before its lock goes.
+        if !objects.iter().all(|(_, fid, e)| self.client.locks.covered(*fid, e, LockMode::PW)) {
+            return false;
+        }
+        for (_, fid, _) in &objects {
+            self.client.locks.add_writer(*fid, self);
+        }
+        let out = gather.add(off, data);
+        debug_assert!(out.is_empty(), "only_buffers promised nothing to send");
+        true
+    }
+
+    /// Whether a flush would have nothing to do: nothing gathered, nothing
+    /// in flight, no failure to report. False when it cannot tell now.
+    pub fn is_clean(&self) -> bool {
+        let Ok(gather) = self.gather.try_lock() else { return false };
+        gather.is_empty()
+            && self.slots.available_permits() == IN_FLIGHT as usize
+            && self.lost.lock().expect("lost lock").is_none()
+    }
+
     /// The objects `[off, off + len)` of the file lies in, and the range of
     /// each it covers.
     fn objects(&self, layout: &Layout, off: u64, len: u64) -> Result<Vec<(u32, Fid, LockExtent)>> {

@@ -219,6 +219,70 @@ async fn a_file_kept_open_shows_each_write_on_the_other_mount() {
     .unwrap();
 }
 
+/// Small reads and writes of files open on both mounts, which the mount
+/// answers from its cache and gathers without waking its runtime: each
+/// read returns what the last completed write put there, on either mount,
+/// and a mount's own gathered bytes are read back through another open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_io_on_files_open_on_both_mounts_sees_every_write() {
+    use std::os::unix::fs::FileExt;
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
+    tokio::task::spawn_blocking(move || {
+        const PAGE: usize = 4096;
+        const SIZE: usize = 8 << 20;
+        let page =
+            |tag: u8, at: usize| -> Vec<u8> { (0..PAGE).map(|i| tag ^ ((at + i) % 251) as u8).collect() };
+        let open = |p: &Path, write: bool| {
+            std::fs::OpenOptions::new().read(true).write(write).create(write).truncate(false).open(p).unwrap()
+        };
+        let wa = open(&a.join("f"), true);
+        for at in (0..SIZE).step_by(PAGE) {
+            wa.write_all_at(&page(1, at), at as u64).unwrap();
+        }
+        // Read on the other mount in small sequential reads (readahead fills
+        // its cache, and most reads are answered from it).
+        let rb = open(&b.join("f"), false);
+        let mut got = vec![0u8; PAGE];
+        for at in (0..SIZE).step_by(PAGE) {
+            rb.read_exact_at(&mut got, at as u64).unwrap();
+            assert_eq!(got, page(1, at), "B reads A's first version at {at}");
+        }
+        // A rewrites pages while both keep the file open: B's cached copy
+        // of them must go, and A's gathered pages reach the OSTs first.
+        let changed = [PAGE, (1 << 20) + 3 * PAGE, 5 << 20, SIZE - PAGE];
+        for at in changed {
+            wa.write_all_at(&page(2, at), at as u64).unwrap();
+        }
+        for at in changed {
+            rb.read_exact_at(&mut got, at as u64).unwrap();
+            assert_eq!(got, page(2, at), "B reads A's rewrite at {at}");
+            rb.read_exact_at(&mut got, (at + PAGE) as u64 % SIZE as u64).unwrap();
+            let next = (at + PAGE) % SIZE;
+            let tag = if changed.contains(&next) { 2 } else { 1 };
+            assert_eq!(got, page(tag, next), "B reads the page after {at}");
+        }
+        // A's own small writes, still gathered, through another open on A.
+        wa.write_all_at(&page(3, 2 * PAGE), 2 * PAGE as u64).unwrap();
+        let ra = open(&a.join("f"), false);
+        ra.read_exact_at(&mut got, 2 * PAGE as u64).unwrap();
+        assert_eq!(got, page(3, 2 * PAGE), "A reads its own gathered write");
+        // And B's write, read on A where A's cache held the old page.
+        ra.read_exact_at(&mut got, 7 * PAGE as u64).unwrap();
+        assert_eq!(got, page(1, 7 * PAGE));
+        let wb = open(&b.join("f"), true);
+        wb.write_all_at(&page(4, 7 * PAGE), 7 * PAGE as u64).unwrap();
+        ra.read_exact_at(&mut got, 7 * PAGE as u64).unwrap();
+        assert_eq!(got, page(4, 7 * PAGE), "A reads B's write");
+        drop((wa, wb));
+        let whole = std::fs::read(b.join("f")).unwrap();
+        assert_eq!(whole.len(), SIZE);
+        assert_eq!(&whole[2 * PAGE..3 * PAGE], &page(3, 2 * PAGE)[..]);
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_tar_find_diff_over_a_tree() {
     let one = one_mount(3).await;

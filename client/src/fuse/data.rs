@@ -11,12 +11,14 @@ use super::handles::FileHandle;
 use super::mounted::{Mounted, OrErrno, R};
 use crate::client::attr_reply;
 use crate::gather::gather_capacity;
+use crate::io::{ReadBytes, ReadStart};
 use crate::write_back::WriteBack;
 use fabric::Errno;
 use fuser::FileAttr;
 use proto::layout::MAX_FILE_SIZE;
 use proto::{Layout, LockMode, MdsRequest, SetAttr};
 use std::ffi::OsStr;
+use std::sync::Arc;
 
 impl Mounted {
     fn gather_cap(&self, layout: Option<&Layout>) -> u64 {
@@ -101,18 +103,45 @@ impl Mounted {
         }
     }
 
-    pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<Vec<u8>> {
+    /// Data for one FUSE read: a 1 MiB read of a 1 MiB-aligned range is
+    /// usually one readahead block, answered from it without a copy.
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<ReadBytes> {
         let h = self.handles.file(fh)?;
         self.flush_inode(h.ino).await?;
-        let Some(layout) = &h.layout else { return Ok(Vec::new()) };
+        let Some(layout) = &h.layout else { return Ok(ReadBytes::Owned(Vec::new())) };
         if off >= MAX_FILE_SIZE {
-            return Ok(Vec::new());
+            return Ok(ReadBytes::Owned(Vec::new()));
         }
         let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
-        let mut buf = vec![0u8; len];
-        let n = self.client.pread(layout, off, &mut buf).await.or_errno()?;
-        buf.truncate(n);
-        Ok(buf)
+        self.client.pread_shared(layout, off, len).await.or_errno()
+    }
+
+    /// A read as far as it goes without waiting (see
+    /// `Client::pread_start`), for the FUSE thread to answer itself. None
+    /// when this mount has writes of the file to send first: `read` it.
+    pub fn read_start(&self, fh: u64, off: u64, size: u32) -> R<Option<ReadStart>> {
+        let h = self.handles.file(fh)?;
+        let clean = |o: &Arc<FileHandle>| o.dirty.as_ref().is_none_or(|w| w.is_clean());
+        if !self.handles.files_of(h.ino).iter().all(clean) {
+            return Ok(None);
+        }
+        let nothing = || Ok(Some(ReadStart::Done(ReadBytes::Owned(Vec::new()))));
+        let Some(layout) = &h.layout else { return nothing() };
+        if off >= MAX_FILE_SIZE {
+            return nothing();
+        }
+        let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
+        self.client.pread_start(layout, off, len).map(Some).or_errno()
+    }
+
+    /// Takes a write without waiting when it only joins what the open file
+    /// gathers under PW locks this client holds; false: `write` it.
+    pub fn write_now(&self, fh: u64, off: u64, data: &[u8]) -> bool {
+        let Ok(h) = self.handles.file(fh) else { return false };
+        if h.appends() || h.sync_writes() || u32::try_from(data.len()).is_err() {
+            return false;
+        }
+        h.dirty.as_ref().is_some_and(|w| w.try_gather(off, data))
     }
 
     pub async fn write(&self, fh: u64, off: u64, data: Vec<u8>) -> R<u32> {

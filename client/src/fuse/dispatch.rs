@@ -4,7 +4,8 @@
 
 use super::convert::{time_or_now, timestamp, to_fuse_errno};
 use super::cred::Caller;
-use super::mounted::{Mounted, R};
+use super::mounted::{Mounted, OrErrno, R};
+use crate::io::ReadStart;
 use fuser::{
     AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
     OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
@@ -271,12 +272,30 @@ impl Filesystem for GlintFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn(move |m| async move {
-            match m.read(fh.0, offset, size).await {
-                Ok(d) => reply.data(&d),
-                Err(e) => reply.error(err(e)),
+        // A read the cache holds is answered here, without waking the
+        // runtime: a cross-CPU wake-up costs more than the copy.
+        let started = {
+            let _in_runtime = self.rt.enter();
+            self.m.read_start(fh.0, offset, size)
+        };
+        match started {
+            Ok(Some(ReadStart::Done(d))) => reply.data(&d),
+            Ok(Some(ReadStart::Pending(p))) => {
+                self.rt.spawn(async move {
+                    match p.finish().await.or_errno() {
+                        Ok(d) => reply.data(&d),
+                        Err(e) => reply.error(err(e)),
+                    }
+                });
             }
-        });
+            Ok(None) => self.spawn(move |m| async move {
+                match m.read(fh.0, offset, size).await {
+                    Ok(d) => reply.data(&d),
+                    Err(e) => reply.error(err(e)),
+                }
+            }),
+            Err(e) => reply.error(err(e)),
+        }
     }
 
     fn write(
@@ -291,6 +310,9 @@ impl Filesystem for GlintFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if self.m.write_now(fh.0, offset, data) {
+            return reply.written(data.len() as u32);
+        }
         let data = data.to_vec();
         self.spawn(move |m| async move {
             match m.write(fh.0, offset, data).await {
