@@ -46,6 +46,8 @@ pub struct Client {
     pub(crate) ra: crate::readahead::ReadAhead,
     /// The size of a cached block (object offsets, aligned).
     pub(crate) ra_block: u64,
+    /// Registered buffers for readahead's blocks.
+    pub(crate) ra_bufs: Arc<crate::cache_block::BlockBufs>,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -144,6 +146,7 @@ impl Client {
             locks,
             ra: crate::readahead::ReadAhead::new(ra_file),
             ra_block,
+            ra_bufs: crate::cache_block::BlockBufs::new(ra_block as usize, (ra_mb << 20) / ra_block as usize),
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {

@@ -2,6 +2,7 @@
 //! object are gathered into RPCs of up to `rpc_size`, and every OST is
 //! written or read in parallel, each within its in-flight limit.
 
+use crate::cache_block::BlockData;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::integrity::Integrity;
@@ -13,8 +14,10 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// The bytes of a read: lent from a cached block, or owned.
-pub enum ReadBytes {
-    Shared { block: Arc<Vec<u8>>, range: std::ops::Range<usize> },
+pub struct ReadBytes(Bytes);
+
+enum Bytes {
+    Shared { block: Arc<BlockData>, range: std::ops::Range<usize> },
     Owned(Vec<u8>),
 }
 
@@ -22,25 +25,29 @@ impl std::ops::Deref for ReadBytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        match self {
-            ReadBytes::Shared { block, range } => &block[range.clone()],
-            ReadBytes::Owned(v) => v,
+        match &self.0 {
+            Bytes::Shared { block, range } => &block[range.clone()],
+            Bytes::Owned(v) => v,
         }
     }
 }
 
 impl ReadBytes {
+    pub fn empty() -> ReadBytes {
+        ReadBytes(Bytes::Owned(Vec::new()))
+    }
+
     /// One piece is lent; several are copied into one buffer.
     fn from_pieces(mut pieces: Vec<CachedPiece>, len: usize) -> ReadBytes {
         if pieces.len() == 1 {
             let (block, range) = pieces.pop().expect("one piece").into_shared();
-            return ReadBytes::Shared { block, range };
+            return ReadBytes(Bytes::Shared { block, range });
         }
         let mut out = vec![0u8; len];
         for p in &pieces {
             out[p.at..p.at + p.len].copy_from_slice(p.bytes());
         }
-        ReadBytes::Owned(out)
+        ReadBytes(Bytes::Owned(out))
     }
 }
 
@@ -70,7 +77,7 @@ impl PendingRead {
         let mut out = vec![0u8; len];
         let n = client.read_objects(&layout, r0, off, &mut out).await?;
         out.truncate(n);
-        Ok(ReadBytes::Owned(out))
+        Ok(ReadBytes(Bytes::Owned(out)))
     }
 }
 
@@ -399,7 +406,7 @@ impl Client {
         let r0 = raid0(layout)?;
         let len = self.readable(r0, off, len);
         if len == 0 {
-            return Ok(ReadStart::Done(ReadBytes::Owned(Vec::new())));
+            return Ok(ReadStart::Done(ReadBytes::empty()));
         }
         match self.cached_now(layout, off, len as u64) {
             Ok(pieces) => Ok(ReadStart::Done(ReadBytes::from_pieces(pieces, len))),
@@ -495,7 +502,14 @@ impl Client {
     /// One chunk read straight into its pieces of `buf` (which starts at
     /// file offset `off`), checked as soon as it lands and read again while
     /// its checksum does not match; the bytes the OST sent.
-    async fn read_into(&self, buf: &IoBuf, off: u64, chunk: &Chunk, ost: u32, fid: Fid) -> Result<u64> {
+    pub(crate) async fn read_into(
+        &self,
+        buf: &IoBuf,
+        off: u64,
+        chunk: &Chunk,
+        ost: u32,
+        fid: Fid,
+    ) -> Result<u64> {
         let mut segs = Vec::with_capacity(chunk.pieces.len());
         let mut exposures = Vec::with_capacity(chunk.pieces.len());
         for (file_off, n) in &chunk.pieces {

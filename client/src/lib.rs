@@ -2,6 +2,7 @@
 //! parallel I/O without the kernel (bulk straight from its registered
 //! buffers), and the FUSE mount on top of it for every other program.
 
+mod cache_block;
 mod client;
 mod error;
 mod extra;

@@ -7,7 +7,9 @@
 //! Reads are served from the cache whenever it holds every byte they
 //! want; a callback or this client's own write drops what they cover.
 
+use crate::cache_block::BlockData;
 use crate::client::Client;
+use crate::io::Chunk;
 use crate::tunables::TunableError;
 use proto::{Fid, Layout, LockExtent, LockMode};
 use std::collections::HashMap;
@@ -184,7 +186,7 @@ pub(crate) enum NotCached {
 /// Bytes of one cached block that a read returns, `at` bytes into it.
 pub(crate) struct CachedPiece {
     pub at: usize,
-    block: Arc<Vec<u8>>,
+    block: Arc<BlockData>,
     from: usize,
     pub len: usize,
 }
@@ -194,7 +196,7 @@ impl CachedPiece {
         &self.block[self.from..self.from + self.len]
     }
 
-    pub fn into_shared(self) -> (Arc<Vec<u8>>, std::ops::Range<usize>) {
+    pub fn into_shared(self) -> (Arc<BlockData>, std::ops::Range<usize>) {
         (self.block, self.from..self.from + self.len)
     }
 }
@@ -368,11 +370,18 @@ impl Client {
     }
 
     async fn read_block(&self, ost: u32, fid: Fid, epoch: u64, off: u64, len: u64) {
-        let buf = self.pool.get().await;
-        match self.read_chunk(ost, fid, off, len, buf).await {
-            Ok((buf, got)) if got > 0 => {
+        let mut buf = match self.ra_bufs.get() {
+            Ok(b) => b,
+            Err(e) => {
+                return tracing::debug!(%fid, off, error = %e, "no buffer for readahead; reading on demand");
+            }
+        };
+        let chunk = Chunk { stripe: 0, obj_off: off, len, pieces: vec![(off, len)] };
+        match self.read_into(buf.io(), off, &chunk, ost, fid).await {
+            Ok(got) if got > 0 => {
                 self.ra.stats.bytes.fetch_add(got, Ordering::Relaxed);
-                self.locks.insert(fid, epoch, off, buf[..got as usize].to_vec());
+                buf.truncate(got as usize);
+                self.locks.insert(fid, epoch, off, buf);
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%fid, off, error = %e, "readahead read failed; reading on demand"),

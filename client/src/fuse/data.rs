@@ -108,9 +108,9 @@ impl Mounted {
     pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<ReadBytes> {
         let h = self.handles.file(fh)?;
         self.flush_inode(h.ino).await?;
-        let Some(layout) = &h.layout else { return Ok(ReadBytes::Owned(Vec::new())) };
+        let Some(layout) = &h.layout else { return Ok(ReadBytes::empty()) };
         if off >= MAX_FILE_SIZE {
-            return Ok(ReadBytes::Owned(Vec::new()));
+            return Ok(ReadBytes::empty());
         }
         let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
         self.client.pread_shared(layout, off, len).await.or_errno()
@@ -125,7 +125,7 @@ impl Mounted {
         if !self.handles.files_of(h.ino).iter().all(clean) {
             return Ok(None);
         }
-        let nothing = || Ok(Some(ReadStart::Done(ReadBytes::Owned(Vec::new()))));
+        let nothing = || Ok(Some(ReadStart::Done(ReadBytes::empty())));
         let Some(layout) = &h.layout else { return nothing() };
         if off >= MAX_FILE_SIZE {
             return nothing();
