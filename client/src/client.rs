@@ -1,6 +1,7 @@
 //! A mounted file system: the connection to the MGS, the MDS and every
 //! OST, and the namespace operations an application needs.
 
+use crate::data_buf::Recycler;
 use crate::error::{ClientError, Result};
 use crate::metrics::{ClientMetrics, OstLinkStats};
 use crate::mount_spec::MountSpec;
@@ -47,7 +48,9 @@ pub struct Client {
     /// The size of a cached block (object offsets, aligned).
     pub(crate) ra_block: u64,
     /// Registered buffers for readahead's blocks.
-    pub(crate) ra_bufs: Arc<crate::cache_block::BlockBufs>,
+    pub(crate) ra_bufs: Arc<Recycler>,
+    /// Registered buffers for open files' gathered writes.
+    pub(crate) dirty_bufs: Arc<Recycler>,
 }
 
 fn server(nid: Nid) -> ProcessId {
@@ -146,7 +149,8 @@ impl Client {
             locks,
             ra: crate::readahead::ReadAhead::new(ra_file),
             ra_block,
-            ra_bufs: crate::cache_block::BlockBufs::new(ra_block as usize, (ra_mb << 20) / ra_block as usize),
+            ra_bufs: Recycler::new(ra_mb << 20),
+            dirty_bufs: Recycler::new(DIRTY_BUFS_KEPT),
         };
         client.apply_config(&config);
         let root = match client.md(MdsRequest::Connect { fsname: spec.fsname.clone() }).await? {
@@ -628,6 +632,10 @@ async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<Ost
 
 /// Files whose objects `getattr_many` asks at once.
 const STATAHEAD_WINDOW: usize = 32;
+
+/// Bytes of free write-back buffers kept for the next file that gathers
+/// (a few buffers of the usual 4-16 MiB).
+const DIRTY_BUFS_KEPT: usize = 64 << 20;
 
 /// An inode as `Client::getattr_many` found it.
 #[derive(Clone, Debug)]

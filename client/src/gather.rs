@@ -6,7 +6,9 @@
 //! on an RPC boundary whenever the application writes sequentially, and
 //! the striping code can send each as whole RPCs.
 
+use crate::data_buf::{DataBuf, Recycler};
 use proto::Layout;
+use std::sync::Arc;
 
 /// The most one open file gathers before it writes.
 const MAX_GATHER: u64 = 64 << 20;
@@ -25,33 +27,41 @@ pub(crate) fn gather_capacity(want: usize, rpc_size: usize, layout: Option<&Layo
 }
 
 /// One extent that must now go to the OSTs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Extent {
     pub off: u64,
-    pub data: Vec<u8>,
+    pub data: DataBuf,
 }
 
 /// A write-back buffer of one file handle.
+/// Its bytes sit in a registered buffer when `bufs` gives one, so they
+/// go out without another copy.
 #[derive(Debug)]
 pub(crate) struct Gather {
     cap: u64,
     start: u64,
-    buf: Vec<u8>,
+    buf: Option<DataBuf>,
+    bufs: Option<Arc<Recycler>>,
 }
 
 impl Gather {
     /// A buffer of `cap` bytes (a multiple of the RPC size; 0 turns
-    /// gathering off, and every write goes straight through).
-    pub fn new(cap: u64) -> Gather {
-        Gather { cap, start: 0, buf: Vec::new() }
+    /// gathering off, and every write goes straight through), taken from
+    /// `bufs` when it starts to fill.
+    pub fn new(cap: u64, bufs: Option<Arc<Recycler>>) -> Gather {
+        Gather { cap, start: 0, buf: None, bufs }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 
     fn end(&self) -> u64 {
-        self.start + self.buf.len() as u64
+        self.start + self.len() as u64
     }
 
     /// The first multiple of the capacity after `off`: where an extent
@@ -66,7 +76,7 @@ impl Gather {
         if self.cap == 0 || len == 0 {
             return false;
         }
-        let start = if self.buf.is_empty() {
+        let start = if self.is_empty() {
             if off.is_multiple_of(self.cap) && len as u64 >= self.cap {
                 return false;
             }
@@ -81,10 +91,7 @@ impl Gather {
 
     /// Takes what is buffered, leaving the buffer empty.
     pub fn take(&mut self) -> Option<Extent> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        let data = std::mem::take(&mut self.buf);
+        let data = self.buf.take().filter(|b| !b.is_empty())?;
         Some(Extent { off: self.start, data })
     }
 
@@ -94,29 +101,31 @@ impl Gather {
         let mut out = Vec::new();
         if self.cap == 0 {
             if !data.is_empty() {
-                out.push(Extent { off, data: data.to_vec() });
+                out.push(Extent { off, data: data.to_vec().into() });
             }
             return out;
         }
-        if !self.buf.is_empty() && off != self.end() {
+        if !self.is_empty() && off != self.end() {
             out.extend(self.take());
         }
         while !data.is_empty() {
-            if self.buf.is_empty() {
+            if self.is_empty() {
                 // Whole aligned capacity-size pieces need no gathering.
                 if off.is_multiple_of(self.cap) && data.len() as u64 >= self.cap {
                     let n = (data.len() as u64 / self.cap * self.cap) as usize;
-                    out.push(Extent { off, data: data[..n].to_vec() });
+                    out.push(Extent { off, data: data[..n].to_vec().into() });
                     off += n as u64;
                     data = &data[n..];
                     continue;
                 }
                 self.start = off;
-                self.buf.reserve(self.cap as usize);
+                if self.buf.is_none() {
+                    self.buf = Some(DataBuf::with_capacity(self.cap as usize, self.bufs.as_ref()));
+                }
             }
             let stop = self.boundary(self.start);
             let n = ((stop - self.end()) as usize).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
+            self.buf.as_mut().expect("a buffer to gather in").extend(&data[..n]);
             off += n as u64;
             data = &data[n..];
             if self.end() == stop {
@@ -136,7 +145,7 @@ mod tests {
 
     #[test]
     fn small_sequential_writes_leave_as_whole_rpcs() {
-        let mut g = Gather::new(MIB);
+        let mut g = Gather::new(MIB, None);
         let block = vec![7u8; 4096];
         let mut out = Vec::new();
         for i in 0..512u64 {
@@ -150,17 +159,17 @@ mod tests {
 
     #[test]
     fn a_jump_flushes_what_was_gathered() {
-        let mut g = Gather::new(MIB);
+        let mut g = Gather::new(MIB, None);
         assert!(g.add(0, b"abc").is_empty());
         let out = g.add(100, b"xyz");
-        assert_eq!(out, vec![Extent { off: 0, data: b"abc".to_vec() }]);
-        assert_eq!(g.take(), Some(Extent { off: 100, data: b"xyz".to_vec() }));
+        assert_eq!(out, vec![Extent { off: 0, data: b"abc".to_vec().into() }]);
+        assert_eq!(g.take(), Some(Extent { off: 100, data: b"xyz".to_vec().into() }));
         assert_eq!(g.take(), None);
     }
 
     #[test]
     fn aligned_large_writes_pass_straight_through() {
-        let mut g = Gather::new(MIB);
+        let mut g = Gather::new(MIB, None);
         let data = vec![1u8; (3 * MIB + 10) as usize];
         let out = g.add(2 * MIB, &data);
         assert_eq!(out.len(), 1);
@@ -170,15 +179,15 @@ mod tests {
 
     #[test]
     fn unaligned_writes_are_cut_at_the_boundary() {
-        let mut g = Gather::new(MIB);
+        let mut g = Gather::new(MIB, None);
         let out = g.add(MIB - 3, b"abcdef");
-        assert_eq!(out, vec![Extent { off: MIB - 3, data: b"abc".to_vec() }]);
-        assert_eq!(g.take(), Some(Extent { off: MIB, data: b"def".to_vec() }));
+        assert_eq!(out, vec![Extent { off: MIB - 3, data: b"abc".to_vec().into() }]);
+        assert_eq!(g.take(), Some(Extent { off: MIB, data: b"def".to_vec().into() }));
     }
 
     #[test]
     fn only_buffers_says_when_add_hands_nothing_out() {
-        let mut g = Gather::new(MIB);
+        let mut g = Gather::new(MIB, None);
         assert!(g.only_buffers(10, 100));
         assert!(!g.only_buffers(MIB - 10, 10), "reaches the boundary");
         assert!(!g.only_buffers(0, MIB as usize), "a whole aligned piece passes through");
@@ -186,13 +195,13 @@ mod tests {
         assert!(g.only_buffers(110, 4096));
         assert!(!g.only_buffers(111, 1), "not where the buffer ends");
         assert!(!g.only_buffers(110, 0));
-        assert!(!Gather::new(0).only_buffers(0, 1));
+        assert!(!Gather::new(0, None).only_buffers(0, 1));
     }
 
     #[test]
     fn zero_capacity_writes_through() {
-        let mut g = Gather::new(0);
-        assert_eq!(g.add(5, b"ab"), vec![Extent { off: 5, data: b"ab".to_vec() }]);
+        let mut g = Gather::new(0, None);
+        assert_eq!(g.add(5, b"ab"), vec![Extent { off: 5, data: b"ab".to_vec().into() }]);
         assert!(g.add(9, b"").is_empty());
         assert!(g.is_empty());
     }
@@ -206,9 +215,10 @@ mod tests {
             cap_units in 0u64..4,
             writes in prop::collection::vec((0u64..20_000, 1usize..5_000, any::<u8>()), 1..40),
             sequential in any::<bool>(),
+            registered in any::<bool>(),
         ) {
             let cap = cap_units * 4096;
-            let mut g = Gather::new(cap);
+            let mut g = Gather::new(cap, registered.then(|| Recycler::new(64 << 10)));
             let mut direct = vec![0u8; 220_000];
             let mut replay = vec![0u8; 220_000];
             let apply = |file: &mut Vec<u8>, e: &Extent| {

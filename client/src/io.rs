@@ -2,8 +2,8 @@
 //! object are gathered into RPCs of up to `rpc_size`, and every OST is
 //! written or read in parallel, each within its in-flight limit.
 
-use crate::cache_block::BlockData;
 use crate::client::Client;
+use crate::data_buf::DataBuf;
 use crate::error::{ClientError, Result};
 use crate::integrity::Integrity;
 use crate::join;
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 pub struct ReadBytes(Bytes);
 
 enum Bytes {
-    Shared { block: Arc<BlockData>, range: std::ops::Range<usize> },
+    Shared { block: Arc<DataBuf>, range: std::ops::Range<usize> },
     Owned(Vec<u8>),
 }
 
@@ -336,11 +336,24 @@ impl Client {
         buf: &IoBuf,
         sync: bool,
     ) -> Result<usize> {
-        check_range(off, buf.len() as u64)?;
+        self.pwrite_from(layout, off, buf, buf.len(), sync).await
+    }
+
+    /// Writes the first `len` bytes of the registered `buf` at `off`.
+    pub(crate) async fn pwrite_from(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        buf: &IoBuf,
+        len: usize,
+        sync: bool,
+    ) -> Result<usize> {
+        let len = len.min(buf.len());
+        check_range(off, len as u64)?;
         let r0 = raid0(layout)?;
-        let _changing = self.changing(layout, off, buf.len() as u64);
+        let _changing = self.changing(layout, off, len as u64);
         let mut tasks = JoinSet::new();
-        for chunk in plan(r0, off, buf.len() as u64, self.rpc_size() as u64) {
+        for chunk in plan(r0, off, len as u64, self.rpc_size() as u64) {
             let mut segs = Vec::with_capacity(chunk.pieces.len());
             let mut exposures = Vec::with_capacity(chunk.pieces.len());
             let mut crc = 0u32;
@@ -366,7 +379,7 @@ impl Client {
         while let Some(r) = tasks.join_next().await {
             r.expect("write task")?;
         }
-        Ok(buf.len())
+        Ok(len)
     }
 
     /// Reads into `out` from `off`; returns the bytes read, short only at

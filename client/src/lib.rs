@@ -2,8 +2,8 @@
 //! parallel I/O without the kernel (bulk straight from its registered
 //! buffers), and the FUSE mount on top of it for every other program.
 
-mod cache_block;
 mod client;
+mod data_buf;
 mod error;
 mod extra;
 mod fid_path;

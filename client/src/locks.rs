@@ -7,8 +7,8 @@
 //! read while a lock was being called back, or while this client itself
 //! wrote the range, is never put in the cache (its epoch moved on).
 
-use crate::cache_block::BlockData;
 use crate::client::Client;
+use crate::data_buf::DataBuf;
 use crate::error::{ClientError, Result};
 use crate::write_back::WriteBack;
 use fabric::Errno;
@@ -43,7 +43,7 @@ struct Held {
 
 /// One cached block of an object, `[off, off + data.len())`.
 struct Block {
-    data: Arc<BlockData>,
+    data: Arc<DataBuf>,
     /// Its place in the eviction order.
     id: u64,
 }
@@ -347,7 +347,7 @@ impl LockCache {
 
     /// Caches `data` as the block at `off` of `fid`, if the object's
     /// epoch is still `epoch` and a lock covers the block.
-    pub fn insert(&self, fid: Fid, epoch: u64, off: u64, data: impl Into<BlockData>) -> bool {
+    pub fn insert(&self, fid: Fid, epoch: u64, off: u64, data: impl Into<DataBuf>) -> bool {
         let data = data.into();
         let Some(e) = LockExtent::of_range(off, data.len() as u64) else { return false };
         let max = self.max_bytes.load(Ordering::Relaxed);
@@ -370,7 +370,7 @@ impl LockCache {
 
     /// The cached blocks that hold all of `[off, off + len)` of `fid` (each
     /// with its object offset), or None when any byte is missing.
-    pub fn lookup(&self, fid: Fid, off: u64, len: u64) -> Option<Vec<(u64, Arc<BlockData>)>> {
+    pub fn lookup(&self, fid: Fid, off: u64, len: u64) -> Option<Vec<(u64, Arc<DataBuf>)>> {
         let objs = self.lock();
         let o = objs.map.get(&fid)?;
         let mut out = Vec::new();

@@ -7,8 +7,8 @@
 //! Reads are served from the cache whenever it holds every byte they
 //! want; a callback or this client's own write drops what they cover.
 
-use crate::cache_block::BlockData;
 use crate::client::Client;
+use crate::data_buf::DataBuf;
 use crate::io::Chunk;
 use crate::tunables::TunableError;
 use proto::{Fid, Layout, LockExtent, LockMode};
@@ -186,7 +186,7 @@ pub(crate) enum NotCached {
 /// Bytes of one cached block that a read returns, `at` bytes into it.
 pub(crate) struct CachedPiece {
     pub at: usize,
-    block: Arc<BlockData>,
+    block: Arc<DataBuf>,
     from: usize,
     pub len: usize,
 }
@@ -196,7 +196,7 @@ impl CachedPiece {
         &self.block[self.from..self.from + self.len]
     }
 
-    pub fn into_shared(self) -> (Arc<BlockData>, std::ops::Range<usize>) {
+    pub fn into_shared(self) -> (Arc<DataBuf>, std::ops::Range<usize>) {
         (self.block, self.from..self.from + self.len)
     }
 }
@@ -370,7 +370,7 @@ impl Client {
     }
 
     async fn read_block(&self, ost: u32, fid: Fid, epoch: u64, off: u64, len: u64) {
-        let mut buf = match self.ra_bufs.get() {
+        let mut buf = match self.ra_bufs.get(self.ra_block as usize) {
             Ok(b) => b,
             Err(e) => {
                 return tracing::debug!(%fid, off, error = %e, "no buffer for readahead; reading on demand");
@@ -380,7 +380,7 @@ impl Client {
         match self.read_into(buf.io(), off, &chunk, ost, fid).await {
             Ok(got) if got > 0 => {
                 self.ra.stats.bytes.fetch_add(got, Ordering::Relaxed);
-                buf.truncate(got as usize);
+                buf.set_len(got as usize);
                 self.locks.insert(fid, epoch, off, buf);
             }
             Ok(_) => {}

@@ -19,6 +19,7 @@
 //! waiting on another client's callback in turn.
 
 use crate::client::Client;
+use crate::data_buf::DataBuf;
 use crate::error::{ClientError, Result};
 use crate::gather::{Extent, Gather};
 use fabric::Errno;
@@ -53,11 +54,12 @@ impl std::fmt::Debug for WriteBack {
 impl WriteBack {
     /// A buffer of `cap` bytes (0: every write goes straight out).
     pub fn new(client: Arc<Client>, layout: Option<Layout>, cap: u64) -> Arc<WriteBack> {
+        let bufs = client.dirty_bufs.clone();
         Arc::new(WriteBack {
             client,
             layout,
             cap,
-            gather: tokio::sync::Mutex::new(Gather::new(cap)),
+            gather: tokio::sync::Mutex::new(Gather::new(cap, Some(bufs))),
             slots: Arc::new(Semaphore::new(IN_FLIGHT as usize)),
             sending: Mutex::new(Vec::new()),
             lost: Mutex::new(None),
@@ -161,7 +163,12 @@ impl WriteBack {
         self.sending.lock().expect("sending").push(range);
         let me = self.clone();
         tokio::spawn(async move {
-            let sent = me.client.pwrite(&layout, e.off, &e.data, false).await;
+            let sent = match &e.data {
+                DataBuf::Registered(b) => {
+                    me.client.pwrite_from(&layout, e.off, b.io(), e.data.len(), false).await
+                }
+                DataBuf::Heap(v) => me.client.pwrite(&layout, e.off, v, false).await,
+            };
             let mut sending = me.sending.lock().expect("sending");
             if let Some(i) = sending.iter().position(|r| *r == range) {
                 sending.swap_remove(i);
