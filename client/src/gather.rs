@@ -70,25 +70,6 @@ impl Gather {
         (off / self.cap).saturating_add(1).saturating_mul(self.cap)
     }
 
-    /// Whether a write of `len` bytes at `off` would only be buffered:
-    /// [`Gather::add`] of it hands nothing out.
-    pub fn only_buffers(&self, off: u64, len: usize) -> bool {
-        if self.cap == 0 || len == 0 {
-            return false;
-        }
-        let start = if self.is_empty() {
-            if off.is_multiple_of(self.cap) && len as u64 >= self.cap {
-                return false;
-            }
-            off
-        } else if off == self.end() {
-            self.start
-        } else {
-            return false;
-        };
-        off.saturating_add(len as u64) < self.boundary(start)
-    }
-
     /// Takes what is buffered, leaving the buffer empty.
     pub fn take(&mut self) -> Option<Extent> {
         let data = self.buf.take().filter(|b| !b.is_empty())?;
@@ -186,19 +167,6 @@ mod tests {
     }
 
     #[test]
-    fn only_buffers_says_when_add_hands_nothing_out() {
-        let mut g = Gather::new(MIB, None);
-        assert!(g.only_buffers(10, 100));
-        assert!(!g.only_buffers(MIB - 10, 10), "reaches the boundary");
-        assert!(!g.only_buffers(0, MIB as usize), "a whole aligned piece passes through");
-        assert!(g.add(10, &[1; 100]).is_empty());
-        assert!(g.only_buffers(110, 4096));
-        assert!(!g.only_buffers(111, 1), "not where the buffer ends");
-        assert!(!g.only_buffers(110, 0));
-        assert!(!Gather::new(0, None).only_buffers(0, 1));
-    }
-
-    #[test]
     fn zero_capacity_writes_through() {
         let mut g = Gather::new(0, None);
         assert_eq!(g.add(5, b"ab"), vec![Extent { off: 5, data: b"ab".to_vec().into() }]);
@@ -230,10 +198,7 @@ mod tests {
                 pos = off + len as u64;
                 let data = vec![byte; len];
                 direct[off as usize..off as usize + len].copy_from_slice(&data);
-                let only_buffers = g.only_buffers(off, len);
-                let out = g.add(off, &data);
-                prop_assert!(!only_buffers || out.is_empty());
-                for e in out {
+                for e in g.add(off, &data) {
                     if cap > 0 && e.data.len() as u64 <= cap {
                         prop_assert!(e.off / cap == (e.off + e.data.len() as u64 - 1) / cap);
                     }

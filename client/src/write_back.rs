@@ -35,7 +35,7 @@ pub(crate) struct WriteBack {
     client: Arc<Client>,
     layout: Option<Layout>,
     cap: u64,
-    gather: tokio::sync::Mutex<Gather>,
+    gather: Arc<tokio::sync::Mutex<Gather>>,
     /// A permit per buffer in flight.
     slots: Arc<Semaphore>,
     /// The file ranges in flight, so an overlapping one waits for them.
@@ -59,7 +59,7 @@ impl WriteBack {
             client,
             layout,
             cap,
-            gather: tokio::sync::Mutex::new(Gather::new(cap, Some(bufs))),
+            gather: Arc::new(tokio::sync::Mutex::new(Gather::new(cap, Some(bufs)))),
             slots: Arc::new(Semaphore::new(IN_FLIGHT as usize)),
             sending: Mutex::new(Vec::new()),
             lost: Mutex::new(None),
@@ -98,16 +98,20 @@ impl WriteBack {
         }
     }
 
-    /// [`WriteBack::write`] when it needs no waiting: the buffer is free,
-    /// this client holds PW locks over the range, and the bytes only join
-    /// what is gathered. False: nothing was done, use `write`. A FUSE
-    /// thread takes a small write this way without waking the runtime.
+    /// [`WriteBack::write`] when it needs no waiting: the buffer is free
+    /// and this client holds PW locks over the range. What the write makes
+    /// ready to send (a full buffer, or one the write does not continue)
+    /// is dispatched by a task that keeps the buffer's mutex until then,
+    /// so a flush, a callback or the next write waits for it as it would
+    /// for `write`. False: nothing was done, use `write`. A FUSE thread
+    /// takes writes this way without waking the runtime; it must be
+    /// inside the client's runtime (`Handle::enter`).
     pub fn try_gather(self: &Arc<Self>, off: u64, data: &[u8]) -> bool {
         let Some(layout) = &self.layout else { return false };
-        let Ok(mut gather) = self.gather.try_lock() else { return false };
-        if !gather.only_buffers(off, data.len()) {
+        if data.is_empty() || data.len() as u64 >= self.cap {
             return false;
         }
+        let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
         let Ok(objects) = self.objects(layout, off, data.len() as u64) else { return false };
         // Checked under the buffer's mutex, as `write` does: a callback
         // takes it before its lock goes.
@@ -117,8 +121,16 @@ impl WriteBack {
         for (_, fid, _) in &objects {
             self.client.locks.add_writer(*fid, self);
         }
-        let out = gather.add(off, data);
-        debug_assert!(out.is_empty(), "only_buffers promised nothing to send");
+        let ready = gather.add(off, data);
+        if !ready.is_empty() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                for e in ready {
+                    me.dispatch(e).await;
+                }
+                drop(gather);
+            });
+        }
         true
     }
 

@@ -134,8 +134,9 @@ impl Mounted {
         self.client.pread_start(layout, off, len).map(Some).or_errno()
     }
 
-    /// Takes a write without waiting when it only joins what the open file
-    /// gathers under PW locks this client holds; false: `write` it.
+    /// Takes a write without waiting when the open file can gather it
+    /// under PW locks this client holds (see `WriteBack::try_gather`);
+    /// false: `write` it.
     pub fn write_now(&self, fh: u64, off: u64, data: &[u8]) -> bool {
         let Ok(h) = self.handles.file(fh) else { return false };
         if h.appends() || h.sync_writes() || u32::try_from(data.len()).is_err() {

@@ -310,7 +310,11 @@ impl Filesystem for GlintFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if self.m.write_now(fh.0, offset, data) {
+        let taken = {
+            let _in_runtime = self.rt.enter();
+            self.m.write_now(fh.0, offset, data)
+        };
+        if taken {
             return reply.written(data.len() as u32);
         }
         let data = data.to_vec();
