@@ -143,6 +143,9 @@ pub(crate) struct Stats {
     pub queued: AtomicU64,
     /// Operations per batch, for metrics.
     pub batch: prometheus::Histogram,
+    /// Seconds per batch: applying its operations, then making them
+    /// durable (`phase`), for metrics.
+    pub seconds: prometheus::HistogramVec,
 }
 
 impl Default for Stats {
@@ -154,12 +157,18 @@ impl Default for Stats {
             "Operations made durable together by one group commit.",
         )
         .buckets(buckets);
+        let seconds = prometheus::HistogramOpts::new(
+            "glint_mds_commit_seconds",
+            "Time one group commit spends applying its batch (phase=apply) and making it durable (phase=durable).",
+        )
+        .buckets(prometheus::exponential_buckets(25e-6, 2.0, 14).expect("constant, valid buckets"));
         Stats {
             commits: AtomicU64::default(),
             ops: AtomicU64::default(),
             largest: AtomicU64::default(),
             queued: AtomicU64::default(),
             batch: prometheus::Histogram::with_opts(opts).expect("valid histogram"),
+            seconds: prometheus::HistogramVec::new(seconds, &["phase"]).expect("valid histogram"),
         }
     }
 }
@@ -295,6 +304,7 @@ fn attempt(
     excluded: &[Option<MdsError>],
 ) -> (Vec<Option<Result<Reply, MdsError>>>, Attempt) {
     let fail_all = |e: MdsError| (ops.iter().map(|_| Some(Err(e.clone()))).collect(), Attempt::Finished);
+    let started = std::time::Instant::now();
     let txn = match shared.db.begin_write() {
         Ok(t) => t,
         Err(e) => return fail_all(e.into()),
@@ -321,6 +331,7 @@ fn attempt(
         results.push(Some(r));
     }
     let (allocated, dying) = b.finish();
+    shared.stats.seconds.with_label_values(&["apply"]).observe(started.elapsed().as_secs_f64());
     let outcome = if let Some((i, e)) = spoiled {
         let _ = txn.abort();
         shared.pools.put_back(&allocated);
@@ -330,7 +341,10 @@ fn attempt(
         let _ = txn.abort();
         Attempt::Finished
     } else {
-        match txn.commit() {
+        let durable = std::time::Instant::now();
+        let committed = txn.commit();
+        shared.stats.seconds.with_label_values(&["durable"]).observe(durable.elapsed().as_secs_f64());
+        match committed {
             Ok(()) => {
                 shared.stats.commits.fetch_add(1, Ordering::Relaxed);
                 Attempt::Finished

@@ -139,6 +139,11 @@ impl Mdt {
         &self.shared.stats.batch
     }
 
+    /// Seconds per group commit by phase (`glint_mds_commit_seconds`).
+    pub fn commit_seconds(&self) -> &prometheus::HistogramVec {
+        &self.shared.stats.seconds
+    }
+
     /// Holds every commit until the guard is dropped (waits for the batch
     /// in progress).
     pub fn freeze(&self) -> Freeze<'_> {

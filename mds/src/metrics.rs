@@ -55,6 +55,7 @@ impl Collector for MdsCollector {
         let mut d = self.families.descs();
         d.extend(self.mds.latency().desc());
         d.extend(self.mds.mdt().commit_batches().desc());
+        d.extend(self.mds.mdt().commit_seconds().desc());
         d
     }
 
@@ -84,6 +85,7 @@ impl Collector for MdsCollector {
         let mut out = s.finish();
         out.extend(self.mds.latency().collect());
         out.extend(mdt.commit_batches().collect());
+        out.extend(mdt.commit_seconds().collect());
         out
     }
 }

@@ -183,6 +183,7 @@ fn prometheus_scrapes_a_running_file_system() {
     wait_for(&prom, &format!("sum(glint_fabric_bulk_rx_bytes_total{{job=\"glint\"}}) >= {}", 2 * bytes));
     wait_for(&prom, "sum(glint_ost_op_duration_seconds_count{op=\"write\"}) >= 32");
     wait_for(&prom, "sum(glint_mds_op_duration_seconds_count{op=\"create\"}) >= 1");
+    wait_for(&prom, "sum(glint_mds_commit_seconds_count{phase=\"durable\"}) >= 1");
     wait_for(&prom, "sum(glint_client_op_duration_seconds_count{op=\"open\"}) >= 1");
     wait_for(&prom, "sum(glint_fabric_rpc_service_seconds_count) > 0");
     wait_for(&prom, "count(glint_ost_capacity_bytes > 0) == 2");
