@@ -21,6 +21,9 @@ pub struct FioJob {
     pub direct: bool,
     /// Run for this long instead of once over `size`.
     pub time_based: Option<Duration>,
+    /// One read(2)/write(2) at a time (`ioengine=psync`), as `dd` or an
+    /// application's own loop does, instead of libaio with `iodepth`.
+    pub one_at_a_time: bool,
 }
 
 /// What fio measured.
@@ -39,7 +42,7 @@ impl FioJob {
             format!("--bs={}", self.block_size),
             format!("--size={}", self.size),
             format!("--iodepth={}", self.iodepth),
-            "--ioengine=libaio".to_string(),
+            format!("--ioengine={}", if self.one_at_a_time { "psync" } else { "libaio" }),
             format!("--direct={}", u8::from(self.direct)),
             "--numjobs=1".to_string(),
             // Blocks are allocated as they are written, on every side: the
@@ -167,6 +170,7 @@ mod tests {
             iodepth: 8,
             direct: false,
             time_based: Some(Duration::from_secs(5)),
+            one_at_a_time: false,
         };
         let a = job.args();
         for want in ["--rw=randread", "--bs=4096", "--direct=0", "--runtime=5000ms", "--norandommap"] {

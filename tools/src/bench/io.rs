@@ -1,11 +1,12 @@
 //! `glint bench io`: sequential 1 MiB write and read of one file striped
 //! over several OSTs (on a tmpfs, so the disk is out of the way), through
-//! the client library and through the FUSE mount (fio), and 4 KiB random
-//! reads; beside the limits measured in the same run: raw TCP on loopback
-//! (iperf3) and fio on the local disk.
+//! the client library and through the FUSE mount (fio), 4 KiB random
+//! reads, and 4 KiB sequential writes and reads one call at a time (what
+//! `dd bs=4k` or a script's loop does); beside the limits measured in the
+//! same run: raw TCP on loopback (iperf3) and fio on the local disk.
 
 use super::cluster::{BenchFs, fs_type};
-use super::fio::{FioJob, FioResult, supports_direct_io};
+use super::fio::{FioJob, supports_direct_io};
 use super::iperf3_gbits;
 use super::ost::XorShift;
 use super::report::{bandwidth, human, rate, ratio, size_arg, target};
@@ -28,6 +29,8 @@ const MIB: u64 = 1 << 20;
 const CALL: u64 = 16 << 20;
 const CALLS_IN_FLIGHT: usize = 2;
 const SMALL: u64 = 4096;
+/// Bytes of the 4 KiB sequential runs.
+const SMALL_RUN: u64 = 256 << 20;
 /// Issue 6's targets.
 const LIBRARY_VS_TCP_PCT: f64 = 70.0;
 const MOUNT_VS_LIBRARY_PCT: f64 = 70.0;
@@ -65,12 +68,9 @@ struct Figures {
     write: f64,
     read: f64,
     randread: f64,
-}
-
-impl From<(FioResult, FioResult, FioResult)> for Figures {
-    fn from((w, r, rr): (FioResult, FioResult, FioResult)) -> Figures {
-        Figures { write: w.bytes_per_sec, read: r.bytes_per_sec, randread: rr.iops }
-    }
+    /// 4 KiB sequential, one call at a time: bytes/s.
+    small_write: f64,
+    small_read: f64,
 }
 
 pub async fn run(a: IoBench) -> Result<()> {
@@ -174,6 +174,20 @@ async fn survey(fs: &BenchFs, work: &Path, mem: &Path, a: &IoBench) -> Result<()
             row("library", l, "tmpfs", tmpfs_write, None, bandwidth);
         }
     }
+    println!(
+        "\nsequential 4 KiB, one call at a time ({}; the local disk buffered, fio dropping its cached pages first):",
+        human(a.size.min(SMALL_RUN))
+    );
+    for (name, l, m, d) in [
+        ("write", lib.small_write, mnt.map(|m| m.small_write), disk.small_write),
+        ("read", lib.small_read, mnt.map(|m| m.small_read), disk.small_read),
+    ] {
+        println!("  {name}:");
+        if let Some(m) = m {
+            row("mount", m, "library", l, None, bandwidth);
+        }
+        row("library", l, "local disk", d, None, bandwidth);
+    }
     let iops = |x: f64| format!("{} IOPS", rate(x));
     println!("\nrandom read, 4 KiB, {} in flight:", a.iodepth);
     row("library", lib.randread, "local disk", disk.randread, None, iops);
@@ -207,7 +221,29 @@ fn fio_job(
     block_size: u64,
     time_based: Option<Duration>,
 ) -> FioJob {
-    FioJob { file: file.to_path_buf(), rw, block_size, size: a.size, iodepth: a.iodepth, direct, time_based }
+    FioJob {
+        file: file.to_path_buf(),
+        rw,
+        block_size,
+        size: a.size,
+        iodepth: a.iodepth,
+        direct,
+        time_based,
+        one_at_a_time: false,
+    }
+}
+
+/// fio's 4 KiB sequential write, then read, of `file`, one call at a time
+/// (buffered where the file system caches pages): bytes/s.
+async fn fio_small(file: &Path, a: &IoBench) -> Result<(f64, f64)> {
+    let job = |rw| FioJob {
+        size: a.size.min(SMALL_RUN),
+        one_at_a_time: true,
+        ..fio_job(file, a, false, rw, SMALL, None)
+    };
+    let w = job("write").run_async().await?;
+    let r = job("read").run_async().await?;
+    Ok((w.bytes_per_sec, r.bytes_per_sec))
 }
 
 async fn fio_jobs(file: &Path, a: &IoBench, direct: bool) -> Result<Figures> {
@@ -215,7 +251,10 @@ async fn fio_jobs(file: &Path, a: &IoBench, direct: bool) -> Result<Figures> {
     let w = job("write", MIB, None).run_async().await?;
     let r = job("read", MIB, None).run_async().await?;
     let rr = job("randread", SMALL, Some(Duration::from_secs(a.seconds))).run_async().await?;
-    Ok((w, r, rr).into())
+    let small = file.with_file_name("small.dat");
+    let (small_write, small_read) = fio_small(&small, a).await?;
+    let _ = std::fs::remove_file(&small);
+    Ok(Figures { write: w.bytes_per_sec, read: r.bytes_per_sec, randread: rr.iops, small_write, small_read })
 }
 
 /// The file through the FUSE mount, with fio.
@@ -326,7 +365,37 @@ async fn library(client: &Arc<Client>, layout: &Layout, a: &IoBench) -> Result<F
         done += r.context("reader task")??;
     }
     let randread = done as f64 / started.elapsed().as_secs_f64();
-    Ok(Figures { write, read, randread })
+    let (small_write, small_read) = library_small(client, a.size.min(SMALL_RUN)).await?;
+    Ok(Figures { write, read, randread, small_write, small_read })
+}
+
+/// The library's 4 KiB sequential writes, then reads, of a file of its
+/// own, one call at a time through `File` (writes gathered under PW locks,
+/// reads served by readahead): bytes/s.
+async fn library_small(client: &Arc<Client>, bytes: u64) -> Result<(f64, f64)> {
+    let cred = process_cred();
+    let path = "/small.dat";
+    let mut block = vec![0u8; SMALL as usize];
+    fill(&mut block);
+    let f = client.open(&cred, path, libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC, 0o644).await?;
+    let started = Instant::now();
+    for off in (0..bytes).step_by(SMALL as usize) {
+        f.pwrite(off, &block).await.with_context(|| format!("4 KiB write at {off}"))?;
+    }
+    f.close().await.context("closing after 4 KiB writes")?;
+    let write = bytes as f64 / started.elapsed().as_secs_f64();
+    let f = client.open(&cred, path, libc::O_RDONLY, 0).await?;
+    let started = Instant::now();
+    for off in (0..bytes).step_by(SMALL as usize) {
+        let n = f.pread(off, &mut block).await.with_context(|| format!("4 KiB read at {off}"))?;
+        if n != SMALL as usize {
+            bail!("short 4 KiB read at {off}: {n} bytes");
+        }
+    }
+    let read = bytes as f64 / started.elapsed().as_secs_f64();
+    f.close().await?;
+    client.unlink(&cred, client.root(), "small.dat").await.context("removing the 4 KiB run's file")?;
+    Ok((write, read))
 }
 
 /// CPU time this process has used so far (user and system), in seconds:

@@ -126,6 +126,7 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench, tcp: Option<f64>) -> Res
             iodepth: a.inflight,
             direct: fio_direct,
             time_based,
+            one_at_a_time: false,
         };
         let secs = Some(Duration::from_secs(a.seconds));
 
