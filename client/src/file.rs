@@ -191,13 +191,20 @@ impl File {
         self.dirty.flush().await
     }
 
+    /// Sends what this file and this client's other opens of it gathered,
+    /// before a read or a write that goes straight out.
+    async fn flush_all_opens(&self) -> Result<()> {
+        self.dirty.send_others().await;
+        self.flush().await
+    }
+
     /// Reads at `off` without moving the position; 0 at or past the end.
     pub async fn pread(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
         self.open()?;
         if !self.readable() {
             return Err(errno(Errno::EBADF));
         }
-        self.flush().await?;
+        self.flush_all_opens().await?;
         let Some(layout) = &self.layout else { return Ok(0) };
         if off >= MAX_FILE_SIZE || buf.is_empty() {
             return Ok(0);
@@ -225,9 +232,9 @@ impl File {
             None => None,
         };
         let off = if self.append.is_some() {
-            // The end is what the objects say once this file's own bytes
+            // The end is what the objects say once this client's bytes
             // are out; the lock keeps this client's appends apart.
-            self.flush().await?;
+            self.flush_all_opens().await?;
             self.client.glimpse_size(layout).await?
         } else {
             off
@@ -236,7 +243,7 @@ impl File {
         let end = end.ok_or(errno(Errno::EFBIG))?;
         let sync = self.flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
         if sync || self.append.is_some() {
-            self.flush().await?;
+            self.flush_all_opens().await?;
             self.client.pwrite(layout, off, data, sync).await?;
         } else {
             self.dirty.write(off, data).await?;

@@ -451,7 +451,7 @@ impl LockCache {
         o.writers.push(Arc::downgrade(w));
     }
 
-    fn writers_of(&self, fid: Fid) -> Vec<Arc<WriteBack>> {
+    pub(crate) fn writers_of(&self, fid: Fid) -> Vec<Arc<WriteBack>> {
         let objs = self.lock();
         objs.map.get(&fid).map(|o| o.writers.iter().filter_map(Weak::upgrade).collect()).unwrap_or_default()
     }

@@ -73,6 +73,7 @@ impl WriteBack {
         if data.is_empty() {
             return Ok(());
         }
+        self.send_others().await;
         if (data.len() as u64) >= self.cap {
             self.send_all().await;
             self.client.pwrite(layout, off, data, false).await?;
@@ -111,6 +112,9 @@ impl WriteBack {
         if data.is_empty() || data.len() as u64 >= self.cap {
             return false;
         }
+        if !self.others().iter().all(|w| w.is_clean()) {
+            return false;
+        }
         let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
         let Ok(objects) = self.objects(layout, off, data.len() as u64) else { return false };
         // Checked under the buffer's mutex, as `write` does: a callback
@@ -141,6 +145,34 @@ impl WriteBack {
         gather.is_empty()
             && self.slots.available_permits() == IN_FLIGHT as usize
             && self.lost.lock().expect("lost lock").is_none()
+    }
+
+    /// The other open files of this client gathering into this file's
+    /// objects (the mount's other opens of it, or other `File`s).
+    fn others(self: &Arc<Self>) -> Vec<Arc<WriteBack>> {
+        let Some(r0) = self.layout.as_ref().and_then(Layout::raid0) else { return Vec::new() };
+        let mut out: Vec<Arc<WriteBack>> = Vec::new();
+        for obj in &r0.objects {
+            for w in self.client.locks.writers_of(obj.fid) {
+                if !Arc::ptr_eq(&w, self) && !out.iter().any(|o| Arc::ptr_eq(o, &w)) {
+                    out.push(w);
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends what this client's other open files of the file gathered, and
+    /// waits for it: a write or read through this one that starts after
+    /// theirs returned must come after their bytes, which otherwise leave
+    /// only at their own flush (two opens of one file on one node, as
+    /// POSIX orders them). Their failures stay theirs to report.
+    pub async fn send_others(self: &Arc<Self>) {
+        for w in self.others() {
+            if !w.is_clean() {
+                w.send_all().await;
+            }
+        }
     }
 
     /// The objects `[off, off + len)` of the file lies in, and the range of

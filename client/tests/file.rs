@@ -82,6 +82,44 @@ async fn rewrites_of_bytes_in_flight_land_after_them() {
     f.close().await.unwrap();
 }
 
+/// Two opens of one file on one client: each gathers its own small
+/// writes, and a write or read through one that starts after a write
+/// through the other returned comes after it, whichever is closed last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_opens_of_one_file_keep_the_order_of_their_writes() {
+    let fs = TestFs::start(2).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let a = c.open(&cred, "/two", RW_NEW, 0o644).await.unwrap();
+    let b = c.open(&cred, "/two", libc::O_RDWR, 0).await.unwrap();
+    a.pwrite(0, &[b'x'; 100]).await.unwrap();
+    b.pwrite(0, &[b'y'; 100]).await.unwrap();
+    // Through a: it must see b's later bytes, not its own gathered ones.
+    let mut got = [0u8; 100];
+    assert_eq!(a.pread(0, &mut got).await.unwrap(), 100);
+    assert_eq!(got, [b'y'; 100], "a read through one open after a write through the other");
+    a.pwrite(50, &[b'z'; 10]).await.unwrap();
+    b.pwrite(55, &[b'w'; 2]).await.unwrap();
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+    let f = c.open(&cred, "/two", libc::O_RDONLY, 0).await.unwrap();
+    let mut want = vec![b'y'; 100];
+    want[50..60].fill(b'z');
+    want[55..57].fill(b'w');
+    assert_eq!(read_all(&f).await, want, "the last write of each byte wins, closed in either order");
+    f.close().await.unwrap();
+    // An O_SYNC write through one open lands after what another gathered.
+    let a = c.open(&cred, "/two", libc::O_RDWR, 0).await.unwrap();
+    let s = c.open(&cred, "/two", libc::O_RDWR | libc::O_SYNC, 0).await.unwrap();
+    a.pwrite(0, &[b'1'; 10]).await.unwrap();
+    s.pwrite(0, &[b'2'; 10]).await.unwrap();
+    a.close().await.unwrap();
+    let mut got = [0u8; 10];
+    s.pread(0, &mut got).await.unwrap();
+    assert_eq!(got, [b'2'; 10], "the O_SYNC write came later");
+    s.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_flags_behave_as_open_2() {
     let fs = TestFs::start(2).await;

@@ -283,6 +283,42 @@ async fn small_io_on_files_open_on_both_mounts_sees_every_write() {
     .unwrap();
 }
 
+/// Two processes' opens of one file on one mount: the later write wins,
+/// whichever descriptor is closed last, and a read after both sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_opens_on_one_mount_keep_the_order_of_their_writes() {
+    use std::os::unix::fs::FileExt;
+    let one = one_mount(2).await;
+    let path = one.dir.join("two");
+    tokio::task::spawn_blocking(move || {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap()
+        };
+        let (a, b) = (open(), open());
+        a.write_all_at(&[b'x'; 100], 0).unwrap();
+        b.write_all_at(&[b'y'; 100], 0).unwrap();
+        let mut got = [0u8; 100];
+        a.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, [b'y'; 100], "a read through one open after a write through the other");
+        a.write_all_at(&[b'z'; 10], 50).unwrap();
+        b.write_all_at(&[b'w'; 2], 55).unwrap();
+        drop(b);
+        drop(a);
+        let mut want = vec![b'y'; 100];
+        want[50..60].fill(b'z');
+        want[55..57].fill(b'w');
+        assert_eq!(std::fs::read(&path).unwrap(), want, "the last write of each byte wins");
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_tar_find_diff_over_a_tree() {
     let one = one_mount(3).await;

@@ -161,6 +161,9 @@ impl Mounted {
         }
         if h.sync_writes() {
             self.flush_handle(&h).await?;
+            if let Some(w) = &h.dirty {
+                w.send_others().await;
+            }
             self.client.pwrite(layout, off, &data, true).await.or_errno()?;
             return Ok(len);
         }
