@@ -192,7 +192,8 @@ impl File {
     }
 
     /// Sends what this file and this client's other opens of it gathered,
-    /// before a read or a write that goes straight out.
+    /// before a read, a stat, a truncate, an fsync or a write that goes
+    /// straight out.
     async fn flush_all_opens(&self) -> Result<()> {
         self.dirty.send_others().await;
         self.flush().await
@@ -286,7 +287,7 @@ impl File {
     /// after this file's gathered bytes went out.
     pub async fn stat(&self) -> Result<Attr> {
         self.open()?;
-        self.flush().await?;
+        self.flush_all_opens().await?;
         Ok(self.client.getattr(&self.cred, self.fid).await?.0)
     }
 
@@ -299,7 +300,7 @@ impl File {
         if size > MAX_FILE_SIZE {
             return Err(errno(Errno::EFBIG));
         }
-        self.flush().await?;
+        self.flush_all_opens().await?;
         let set = SetAttr { size: Some(size), ..SetAttr::default() };
         self.client.setattr(&self.cred, self.fid, set).await.map(|_| ())
     }
@@ -308,7 +309,7 @@ impl File {
     /// returns, what was written survives a crash of any server.
     pub async fn fsync(&self) -> Result<()> {
         self.open()?;
-        self.flush().await?;
+        self.flush_all_opens().await?;
         match &self.layout {
             Some(layout) => self.client.sync_objects(layout).await,
             None => Ok(()),

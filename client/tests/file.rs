@@ -118,6 +118,16 @@ async fn two_opens_of_one_file_keep_the_order_of_their_writes() {
     s.pread(0, &mut got).await.unwrap();
     assert_eq!(got, [b'2'; 10], "the O_SYNC write came later");
     s.close().await.unwrap();
+    // A stat or a truncate through one open comes after the other's writes.
+    let a = c.open(&cred, "/two", libc::O_RDWR, 0).await.unwrap();
+    let b = c.open(&cred, "/two", libc::O_RDWR, 0).await.unwrap();
+    a.pwrite(200, &[b'e'; 50]).await.unwrap();
+    assert_eq!(b.stat().await.unwrap().size, 250, "a stat through the other open");
+    a.pwrite(300, &[b'f'; 10]).await.unwrap();
+    b.set_len(100).await.unwrap();
+    a.close().await.unwrap();
+    assert_eq!(b.stat().await.unwrap().size, 100, "bytes written before the truncate do not come back");
+    b.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,10 +186,15 @@ impl Mounted {
         self.flush_handle(&h).await
     }
 
-    /// Gathered bytes go out, then every object is made durable.
+    /// Gathered bytes go out (this open's, and what other opens of the
+    /// file gathered: fsync(2) covers every write to the file), then every
+    /// object is made durable.
     pub async fn fsync(&self, fh: u64) -> R<()> {
         let h = self.handles.file(fh)?;
         self.flush_handle(&h).await?;
+        if let Some(w) = &h.dirty {
+            w.send_others().await;
+        }
         match &h.layout {
             Some(layout) => self.client.sync_objects(layout).await.or_errno(),
             None => Ok(()),
