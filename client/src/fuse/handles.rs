@@ -62,10 +62,19 @@ pub(crate) struct Listing {
     pub ahead: HashMap<usize, Option<Stat>>,
 }
 
+/// The open regular files, by handle and by inode: a read or write asks
+/// for every open of its inode, which must not cost a walk over all the
+/// mount's open files.
+#[derive(Debug, Default)]
+struct Files {
+    by_fh: HashMap<u64, Arc<FileHandle>>,
+    by_ino: HashMap<u64, Vec<u64>>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Handles {
     next: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<FileHandle>>>,
+    files: Mutex<Files>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
     inodes: Mutex<HashMap<u64, Weak<OpenInode>>>,
 }
@@ -92,21 +101,36 @@ impl Handles {
 
     pub fn add_file(&self, make: impl FnOnce() -> FileHandle) -> u64 {
         let fh = self.next_fh();
-        lock(&self.files).insert(fh, Arc::new(make()));
+        let h = Arc::new(make());
+        let mut files = lock(&self.files);
+        files.by_ino.entry(h.ino).or_default().push(fh);
+        files.by_fh.insert(fh, h);
         fh
     }
 
     pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>, Errno> {
-        lock(&self.files).get(&fh).cloned().ok_or(Errno::EBADF)
+        lock(&self.files).by_fh.get(&fh).cloned().ok_or(Errno::EBADF)
     }
 
     /// Every open of `ino` on this mount.
     pub fn files_of(&self, ino: u64) -> Vec<Arc<FileHandle>> {
-        lock(&self.files).values().filter(|h| h.ino == ino).cloned().collect()
+        let files = lock(&self.files);
+        let fhs = files.by_ino.get(&ino).map(Vec::as_slice).unwrap_or_default();
+        fhs.iter().filter_map(|fh| files.by_fh.get(fh).cloned()).collect()
     }
 
     pub fn remove_file(&self, fh: u64) -> Option<Arc<FileHandle>> {
-        let h = lock(&self.files).remove(&fh)?;
+        let h = {
+            let mut files = lock(&self.files);
+            let h = files.by_fh.remove(&fh)?;
+            if let Some(fhs) = files.by_ino.get_mut(&h.ino) {
+                fhs.retain(|f| *f != fh);
+                if fhs.is_empty() {
+                    files.by_ino.remove(&h.ino);
+                }
+            }
+            h
+        };
         let ino = h.ino;
         let mut inodes = lock(&self.inodes);
         if inodes.get(&ino).is_some_and(|w| w.strong_count() <= 1) {
@@ -131,7 +155,7 @@ impl Handles {
 
     #[cfg(test)]
     pub fn open_count(&self) -> usize {
-        lock(&self.files).len() + lock(&self.dirs).len()
+        lock(&self.files).by_fh.len() + lock(&self.dirs).len()
     }
 }
 
@@ -164,12 +188,15 @@ mod tests {
         assert!(fa.appends() && !fb.appends());
         assert!(h.file(c).unwrap().sync_writes());
         assert_eq!(h.files_of(5).len(), 2);
+        assert_eq!(h.files_of(6).len(), 1);
+        assert!(h.files_of(7).is_empty());
         drop((fa, fb));
         h.remove_file(a).unwrap();
         h.remove_file(b).unwrap();
         assert!(h.remove_file(b).is_none());
         assert_eq!(h.file(b).unwrap_err(), Errno::EBADF);
         assert!(h.files_of(5).is_empty());
+        assert!(!lock(&h.files).by_ino.contains_key(&5), "no empty list left behind");
         assert!(!lock(&h.inodes).contains_key(&5));
         assert_eq!(h.open_count(), 1);
     }
