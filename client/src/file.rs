@@ -192,11 +192,12 @@ impl File {
     }
 
     /// Sends what this file and this client's other opens of it gathered,
-    /// before a read, a stat, a truncate, an fsync or a write that goes
-    /// straight out.
-    async fn flush_all_opens(&self) -> Result<()> {
+    /// before a read, a stat, a truncate or a write that goes straight out.
+    /// A failed send is reported by the next fsync or close, as the kernel
+    /// reports a failed write-back: not to the read or stat.
+    async fn send_all_opens(&self) {
         self.dirty.send_others().await;
-        self.flush().await
+        self.dirty.send().await;
     }
 
     /// Reads at `off` without moving the position; 0 at or past the end.
@@ -205,7 +206,7 @@ impl File {
         if !self.readable() {
             return Err(errno(Errno::EBADF));
         }
-        self.flush_all_opens().await?;
+        self.send_all_opens().await;
         let Some(layout) = &self.layout else { return Ok(0) };
         if off >= MAX_FILE_SIZE || buf.is_empty() {
             return Ok(0);
@@ -235,7 +236,7 @@ impl File {
         let off = if self.append.is_some() {
             // The end is what the objects say once this client's bytes
             // are out; the lock keeps this client's appends apart.
-            self.flush_all_opens().await?;
+            self.send_all_opens().await;
             self.client.glimpse_size(layout).await?
         } else {
             off
@@ -244,7 +245,7 @@ impl File {
         let end = end.ok_or(errno(Errno::EFBIG))?;
         let sync = self.flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
         if sync || self.append.is_some() {
-            self.flush_all_opens().await?;
+            self.send_all_opens().await;
             self.client.pwrite(layout, off, data, sync).await?;
         } else {
             self.dirty.write(off, data).await?;
@@ -287,7 +288,7 @@ impl File {
     /// after this file's gathered bytes went out.
     pub async fn stat(&self) -> Result<Attr> {
         self.open()?;
-        self.flush_all_opens().await?;
+        self.send_all_opens().await;
         Ok(self.client.getattr(&self.cred, self.fid).await?.0)
     }
 
@@ -300,7 +301,7 @@ impl File {
         if size > MAX_FILE_SIZE {
             return Err(errno(Errno::EFBIG));
         }
-        self.flush_all_opens().await?;
+        self.send_all_opens().await;
         let set = SetAttr { size: Some(size), ..SetAttr::default() };
         self.client.setattr(&self.cred, self.fid, set).await.map(|_| ())
     }
@@ -309,7 +310,8 @@ impl File {
     /// returns, what was written survives a crash of any server.
     pub async fn fsync(&self) -> Result<()> {
         self.open()?;
-        self.flush_all_opens().await?;
+        self.dirty.send_others().await;
+        self.flush().await?;
         match &self.layout {
             Some(layout) => self.client.sync_objects(layout).await,
             None => Ok(()),

@@ -246,6 +246,13 @@ impl WriteBack {
         sent
     }
 
+    /// Sends what is gathered and waits for it; a failure stays to be
+    /// reported by the next `flush` (close or fsync), not to whoever
+    /// needed the bytes out (a read, a stat, another open's write).
+    pub async fn send(self: &Arc<Self>) {
+        self.send_all().await;
+    }
+
     /// Sends what is gathered, waits for it, and reports the first send
     /// that failed since the last flush.
     pub async fn flush(self: &Arc<Self>) -> Result<()> {

@@ -155,3 +155,23 @@ async fn a_registered_read_matches_a_copied_read_across_stripes_holes_and_eof() 
     }
     fs.shutdown();
 }
+
+/// Gathered bytes whose sending fails (a transfer damaged on every
+/// attempt) are reported by the file's close, as the kernel reports a
+/// failed write-back: not consumed by a stat or a read that made them go
+/// out first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_back_is_reported_at_close_not_to_a_stat() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let f = c.open(&cred, "/lost", libc::O_RDWR | libc::O_CREAT, 0o644).await.unwrap();
+    f.pwrite(0, &[7u8; 100]).await.unwrap();
+    c.integrity().damage_writes(ATTEMPTS);
+    let size = f.stat().await.expect("a stat does not report another write's failure").size;
+    assert_eq!(size, 0, "the damaged bytes were never written");
+    let mut buf = [0u8; 100];
+    assert_eq!(f.pread(0, &mut buf).await.unwrap(), 0);
+    assert_eq!(f.close().await.unwrap_err().errno(), Errno::EIO, "close reports the lost write");
+    fs.shutdown();
+}

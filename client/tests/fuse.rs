@@ -319,6 +319,29 @@ async fn two_opens_on_one_mount_keep_the_order_of_their_writes() {
     .unwrap();
 }
 
+/// A write the mount gathered and could not send is reported by fsync
+/// and close of the descriptor that wrote it, even when an `ls -l` (a
+/// stat, which sends gathered bytes first) came in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_back_is_reported_to_its_writer_not_to_ls() {
+    use std::io::Write;
+    let one = one_mount(1).await;
+    let client = one._g.client().clone();
+    let path = one.dir.join("lost");
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&[7u8; 100]).unwrap();
+        // Every attempt of the gathered bytes' transfer is damaged: EIO.
+        client.integrity().damage_writes(4);
+        let size = std::fs::metadata(&path).expect("a stat does not report another's write-back").len();
+        assert_eq!(size, 0, "the damaged bytes were never written");
+        let e = f.sync_all().expect_err("fsync reports the lost write");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_tar_find_diff_over_a_tree() {
     let one = one_mount(3).await;

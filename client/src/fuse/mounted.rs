@@ -68,13 +68,16 @@ impl Mounted {
         file_attr(ino, a, self.blksize())
     }
 
-    /// Sends every byte this mount gathered for `ino` to the OSTs, so that
-    /// what follows (a read, a stat, a truncate) sees it.
-    pub async fn flush_inode(&self, ino: u64) -> R<()> {
+    /// Sends what every open of `ino` on this mount gathered and waits for
+    /// it, before a read, stat, truncate or append of the file here. A
+    /// failed send is reported by that open's own fsync or close (as the
+    /// kernel reports a failed write-back), not to this caller.
+    pub async fn send_inode(&self, ino: u64) {
         for h in self.handles.files_of(ino) {
-            self.flush_handle(&h).await?;
+            if let Some(w) = &h.dirty {
+                w.send().await;
+            }
         }
-        Ok(())
     }
 
     /// A regular file's size, blocks and times come from its objects, read
@@ -82,7 +85,7 @@ impl Mounted {
     pub async fn with_object_attrs(&self, ino: u64, mut attr: Attr, layout: Option<&Layout>) -> R<Attr> {
         if let Some(l) = layout {
             self.objects.note(ino, l);
-            self.flush_inode(ino).await?;
+            self.send_inode(ino).await;
             self.client.merge_object_attrs(&mut attr, l).await.or_errno()?;
         }
         Ok(attr)

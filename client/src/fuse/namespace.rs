@@ -86,7 +86,7 @@ impl Mounted {
         let fid = self.inodes.fid(ino)?;
         // Bytes gathered before a truncate must land before it, not after,
         // and before a utimens, or their writing would move the time again.
-        self.flush_inode(ino).await?;
+        self.send_inode(ino).await;
         self.dirs.forget(ino);
         let cred = caller.cred();
         let (mut attr, layout) = self.client.setattr(&cred, fid, set).await.or_errno()?;
@@ -391,7 +391,7 @@ impl Mounted {
         }
         let fids: Vec<Fid> = missing.iter().map(|&i| listing.entries[i].fid).collect();
         for fid in &fids {
-            self.flush_inode(self.inodes.ino_of(*fid)).await?;
+            self.send_inode(self.inodes.ino_of(*fid)).await;
         }
         let stats = self.client.getattr_many(&caller.cred(), &fids).await.or_errno()?;
         listing.ahead.extend(missing.into_iter().zip(stats));
