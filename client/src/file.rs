@@ -310,7 +310,7 @@ impl File {
     /// returns, what was written survives a crash of any server.
     pub async fn fsync(&self) -> Result<()> {
         self.open()?;
-        self.dirty.send_others().await;
+        self.dirty.sync_others().await?;
         self.flush().await?;
         match &self.layout {
             Some(layout) => self.client.sync_objects(layout).await,

@@ -376,10 +376,16 @@ impl Client {
                 r
             });
         }
+        // Every RPC is waited for, failed or not: until its task ends its
+        // exposure still lets the OST read `buf`, which the caller may
+        // reuse once this returns.
+        let mut first = None;
         while let Some(r) = tasks.join_next().await {
-            r.expect("write task")?;
+            if let Err(e) = r.expect("write task") {
+                first.get_or_insert(e);
+            }
         }
-        Ok(len)
+        first.map_or(Ok(len), Err)
     }
 
     /// Reads into `out` from `off`; returns the bytes read, short only at

@@ -115,15 +115,23 @@ impl WriteBack {
         if !self.others().iter().all(|w| w.is_clean()) {
             return false;
         }
-        let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
         let Ok(objects) = self.objects(layout, off, data.len() as u64) else { return false };
-        // Checked under the buffer's mutex, as `write` does: a callback
-        // takes it before its lock goes.
-        if !objects.iter().all(|(_, fid, e)| self.client.locks.covered(*fid, e, LockMode::PW)) {
+        // A lock from before a lost connection (an OSS restart or an
+        // eviction) may be gone on the OST: `write` finds out through
+        // `hold`.
+        if !objects.iter().all(|(ost, _, _)| self.client.connection_unchanged(*ost)) {
             return false;
         }
+        // Registered before the check, as `write` does: a callback that
+        // begins after the check finds this buffer among the writers and
+        // takes its mutex before the lock goes; one that began before it
+        // fails the check.
         for (_, fid, _) in &objects {
             self.client.locks.add_writer(*fid, self);
+        }
+        let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
+        if !objects.iter().all(|(_, fid, e)| self.client.locks.covered(*fid, e, LockMode::PW)) {
+            return false;
         }
         let ready = gather.add(off, data);
         if !ready.is_empty() {
@@ -136,6 +144,23 @@ impl WriteBack {
             });
         }
         true
+    }
+
+    /// The failure of a send that a `flush` would report, left in place
+    /// for it: fsync through another open of the file reports it too.
+    pub fn failed(&self) -> Option<Errno> {
+        *self.lost.lock().expect("lost lock")
+    }
+
+    /// Sends what the other opens gathered (see `send_others`) and gives
+    /// the first failure any of them has to report, leaving it theirs too:
+    /// fsync(2) covers every write to the file, through any descriptor.
+    pub async fn sync_others(self: &Arc<Self>) -> Result<()> {
+        self.send_others().await;
+        match self.others().iter().find_map(|w| w.failed()) {
+            Some(e) => Err(ClientError::Errno(e)),
+            None => Ok(()),
+        }
     }
 
     /// Whether a flush would have nothing to do: nothing gathered, nothing

@@ -173,5 +173,15 @@ async fn a_failed_write_back_is_reported_at_close_not_to_a_stat() {
     let mut buf = [0u8; 100];
     assert_eq!(f.pread(0, &mut buf).await.unwrap(), 0);
     assert_eq!(f.close().await.unwrap_err().errno(), Errno::EIO, "close reports the lost write");
+
+    // fsync through another open covers the write too, and leaves the
+    // failure for the writer's own close as well.
+    let a = c.open(&cred, "/lost", libc::O_RDWR, 0).await.unwrap();
+    let b = c.open(&cred, "/lost", libc::O_RDWR, 0).await.unwrap();
+    a.pwrite(0, &[8u8; 100]).await.unwrap();
+    c.integrity().damage_writes(ATTEMPTS);
+    assert_eq!(b.fsync().await.unwrap_err().errno(), Errno::EIO, "fsync of another open");
+    b.close().await.unwrap();
+    assert_eq!(a.close().await.unwrap_err().errno(), Errno::EIO, "the writer's close");
     fs.shutdown();
 }

@@ -193,7 +193,7 @@ impl Mounted {
         let h = self.handles.file(fh)?;
         self.flush_handle(&h).await?;
         if let Some(w) = &h.dirty {
-            w.send_others().await;
+            w.sync_others().await.or_errno()?;
         }
         match &h.layout {
             Some(layout) => self.client.sync_objects(layout).await.or_errno(),
