@@ -6,20 +6,24 @@ use crate::error::{ClientError, Result};
 use crate::metrics::{ClientMetrics, OstLinkStats};
 use crate::mount_spec::MountSpec;
 use crate::tunables::{Brw, ClientTunables, InFlight, Live};
-use fabric::rpc::{Endpoint, EndpointConfig};
+use fabric::rpc::{Endpoint, EndpointConfig, Reply};
 use fabric::{BufferPool, Errno, NetType, Nid, Pid, ProcessId};
 use proto::{
     Attr, Cred, DirEntry, Fid, FsConfig, InodeAttrs, Layout, LockExtent, LockMode, MdsCall, MdsReply,
     MdsRequest, MgsReply, MgsRequest, ObjAttr, OstCall, OstReply, OstRequest, Raid0, SetAttr, StatFs,
-    StripeSpec, TargetKind, decode, encode, portal,
+    StripeSpec, TargetKind, decode, decode_ost_reply, encode, portal,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub(crate) struct OstLink {
     pub peer: ProcessId,
     pub index: u32,
     pub in_flight: InFlight,
+    /// Reads and writes up to this many bytes carry their data inside the
+    /// RPC (`short_io_bytes`; 0: never).
+    pub short_io: AtomicUsize,
     /// Operations, bytes and latencies of the RPCs to this OST, for metrics.
     pub stats: OstLinkStats,
 }
@@ -190,6 +194,7 @@ impl Client {
                     peer: server(nid),
                     index: t.index,
                     in_flight: InFlight::new(self.tunables.max_rpcs_in_flight),
+                    short_io: AtomicUsize::new(self.tunables.short_io_bytes),
                     stats: self.metrics.ost_link(&self.spec.fsname, t.index),
                 })
             });
@@ -252,6 +257,23 @@ impl Client {
     /// One OST operation, within the OST's in-flight limit.
     pub async fn ost(&self, index: u32, req: &OstRequest) -> Result<OstReply> {
         ost_call(&self.ep, &*self.ost_link(index).await?, req).await
+    }
+
+    /// An OST RPC that may carry data either way (short I/O).
+    pub(crate) async fn ost_with_data(
+        &self,
+        index: u32,
+        req: &OstRequest,
+        data: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<OstAnswer> {
+        ost_exchange(&self.ep, &*self.ost_link(index).await?, req, data).await
+    }
+
+    /// Whether a transfer of `len` bytes to or from `ost` goes inside its
+    /// RPC rather than by bulk.
+    pub(crate) fn is_short_io(&self, ost: u32, len: u64) -> bool {
+        let osts = self.osts.read().expect("osts lock");
+        osts.get(&ost).is_some_and(|l| len <= l.short_io.load(Ordering::Relaxed) as u64)
     }
 
     /// Looks up `name` in `parent`.
@@ -620,14 +642,41 @@ impl ClientRef {
 
 /// One OST RPC, within that OST's in-flight limit.
 async fn ost_call(ep: &Endpoint, link: &OstLink, req: &OstRequest) -> Result<OstReply> {
+    Ok(ost_exchange(ep, link, req, |_| Ok(())).await?.reply)
+}
+
+/// An OST's answer, with the bytes a short read brought back.
+pub(crate) struct OstAnswer {
+    pub reply: OstReply,
+    msg: Reply,
+    data_at: usize,
+}
+
+impl OstAnswer {
+    pub fn data(&self) -> &[u8] {
+        &self.msg.body()[self.data_at..]
+    }
+}
+
+/// One OST RPC, within that OST's in-flight limit; `data` appends a short
+/// write's bytes after the call.
+pub(crate) async fn ost_exchange(
+    ep: &Endpoint,
+    link: &OstLink,
+    req: &OstRequest,
+    data: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<OstAnswer> {
     let _slot = link.in_flight.acquire(Brw::of(req)).await;
-    let call = OstCall { target: link.index, op: req.clone() };
+    let mut body = encode(&OstCall { target: link.index, op: req.clone() });
+    data(&mut body)?;
     let started = std::time::Instant::now();
-    let r = ep.call(link.peer, portal::OST, req.opcode(), &encode(&call)).await;
+    let r = ep.call(link.peer, portal::OST, req.opcode(), &body).await;
     link.stats.latency.observe(req.opcode(), || req.name(), started.elapsed().as_secs_f64());
-    let reply = decode::<OstReply>("OST reply", r?.body())?;
-    link.stats.count(&reply);
-    Ok(reply)
+    let msg = r?;
+    let (reply, tail) = decode_ost_reply(msg.body())?;
+    let data_at = msg.body().len() - tail.len();
+    link.stats.count(&reply, tail.len());
+    Ok(OstAnswer { reply, msg, data_at })
 }
 
 /// Files whose objects `getattr_many` asks at once.

@@ -283,16 +283,22 @@ impl Client {
         crc: u32,
         sync: bool,
     ) -> Result<()> {
+        let short = self.is_short_io(ost, len);
         let mut refused = 0;
         loop {
-            let damaged =
-                if self.integrity.take_write_damage() { Some(self.damaged_copy(&segs, len)?) } else { None };
-            let segs = match &damaged {
-                Some((_, ex)) => vec![ex.handle()],
-                None => segs.clone(),
+            let damage = self.integrity.take_write_damage();
+            let r = if short {
+                let req = OstRequest::WriteShort { fid, offset, crc, sync };
+                let data = |body: &mut Vec<u8>| self.append_exposed(body, &segs, damage);
+                self.ost_with_data(ost, &req, data).await.map(|a| a.reply)
+            } else {
+                let damaged = if damage { Some(self.damaged_copy(&segs, len)?) } else { None };
+                let segs = match &damaged {
+                    Some((_, ex)) => vec![ex.handle()],
+                    None => segs.clone(),
+                };
+                self.ost(ost, &OstRequest::Write { fid, offset, len, segs, crc, sync }).await
             };
-            let r = self.ost(ost, &OstRequest::Write { fid, offset, len, segs, crc, sync }).await;
-            drop(damaged);
             match r {
                 Ok(OstReply::Written { .. }) => return Ok(()),
                 Ok(_) => return Err(ClientError::UnexpectedReply { service: "OST" }),
@@ -308,6 +314,21 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Appends the bytes `segs` name to a short write's request (with
+    /// the first bit flipped when `damage`: fault injection).
+    fn append_exposed(&self, body: &mut Vec<u8>, segs: &[BulkHandle], damage: bool) -> Result<()> {
+        let start = body.len();
+        for s in segs {
+            let src =
+                self.ep.registry().resolve(s.key, s.addr, s.len, Access::Read).map_err(|e| e.errno())?;
+            body.extend_from_slice(src.as_slice());
+        }
+        if damage && let Some(b) = body.get_mut(start) {
+            *b ^= 1;
+        }
+        Ok(())
     }
 
     /// Fault injection: a copy of the bytes `segs` name with one bit
@@ -586,10 +607,35 @@ impl Client {
         len: u64,
         segs: Vec<BulkHandle>,
     ) -> Result<(u64, u32)> {
-        match self.ost(ost, &OstRequest::Read { fid, offset, len, segs }).await? {
-            OstReply::ReadDone { len: got, crc } if got <= len => Ok((got, crc)),
-            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        if !self.is_short_io(ost, len) {
+            return match self.ost(ost, &OstRequest::Read { fid, offset, len, segs }).await? {
+                OstReply::ReadDone { len: got, crc } if got <= len => Ok((got, crc)),
+                _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+            };
         }
+        let answer = self.ost_with_data(ost, &OstRequest::ReadShort { fid, offset, len }, |_| Ok(())).await?;
+        let (OstReply::ReadShort { crc }, data) = (&answer.reply, answer.data()) else {
+            return Err(ClientError::UnexpectedReply { service: "OST" });
+        };
+        if data.len() as u64 > len {
+            return Err(ClientError::UnexpectedReply { service: "OST" });
+        }
+        // Into the ranges the caller exposed, as a bulk push would have put
+        // them; the caller checks the crc over them there.
+        let mut rest = data;
+        for h in &segs {
+            if rest.is_empty() {
+                break;
+            }
+            let n = rest.len().min(h.len as usize);
+            let mut dst =
+                self.ep.registry().resolve(h.key, h.addr, n as u64, Access::Write).map_err(|e| e.errno())?;
+            // SAFETY: the caller exposed `segs` for this read to land in and
+            // does not touch them until it returns.
+            unsafe { dst.as_mut_slice() }.copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        Ok((data.len() as u64, *crc))
     }
 
     /// How many bytes from `off` a read of `len` bytes returns, given what

@@ -30,6 +30,6 @@ pub use locks::{LockStats, LostHook};
 pub use mount_spec::MountSpec;
 pub use readahead::{DEFAULT_MAX_READ_AHEAD_MB, MAX_READ_AHEAD_MB, ReadAheadStats};
 pub use tunables::{
-    ClientTunables, MAX_RPCS_IN_FLIGHT, PAGE_SIZE, RpcStats, TunableError, check_pages_per_rpc,
-    check_rpcs_in_flight,
+    ClientTunables, DEFAULT_SHORT_IO_BYTES, MAX_RPCS_IN_FLIGHT, PAGE_SIZE, RpcStats, TunableError,
+    check_pages_per_rpc, check_rpcs_in_flight, check_short_io_bytes,
 };

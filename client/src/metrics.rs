@@ -48,11 +48,13 @@ pub(crate) struct OstLinkStats {
 }
 
 impl OstLinkStats {
-    /// Counts the bytes a successful read or write moved.
-    pub fn count(&self, reply: &OstReply) {
+    /// Counts the bytes a successful read or write moved (`data`: the
+    /// bytes a short read brought back).
+    pub fn count(&self, reply: &OstReply, data: usize) {
         match reply {
             OstReply::Written { len } => self.write.add(*len),
             OstReply::ReadDone { len, .. } => self.read.add(*len),
+            OstReply::ReadShort { .. } => self.read.add(data as u64),
             _ => {}
         }
     }

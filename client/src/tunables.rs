@@ -18,6 +18,9 @@ pub const PAGE_SIZE: usize = 4096;
 /// The largest `max_rpcs_in_flight` Lustre accepts (`OSC_MAX_RIF_MAX`).
 pub const MAX_RPCS_IN_FLIGHT: usize = 256;
 
+/// Short I/O up to four pages by default, as Lustre clients.
+pub const DEFAULT_SHORT_IO_BYTES: usize = 4 * PAGE_SIZE;
+
 /// What a mount starts with; see [`Client::set_max_rpcs_in_flight`] and
 /// [`Client::set_max_pages_per_rpc`] for the ones that change while it runs.
 #[derive(Clone, Debug)]
@@ -40,6 +43,9 @@ pub struct ClientTunables {
     pub max_read_ahead_mb: usize,
     /// The widest readahead window of one file, in MiB.
     pub max_read_ahead_per_file_mb: usize,
+    /// Reads and writes of up to this many bytes to one object carry their
+    /// data inside the RPC instead of a bulk transfer (`short_io_bytes`).
+    pub short_io_bytes: usize,
 }
 
 impl Default for ClientTunables {
@@ -52,6 +58,7 @@ impl Default for ClientTunables {
             port: fabric::tcp::cluster_port(),
             max_read_ahead_mb: crate::readahead::DEFAULT_MAX_READ_AHEAD_MB,
             max_read_ahead_per_file_mb: crate::readahead::DEFAULT_MAX_READ_AHEAD_PER_FILE_MB,
+            short_io_bytes: DEFAULT_SHORT_IO_BYTES,
         }
     }
 }
@@ -70,6 +77,8 @@ pub enum TunableError {
         max * PAGE_SIZE / 1024
     )]
     PagesAbovePool { pages: usize, max: usize },
+    #[error("short_io_bytes: {0} is more than {max}", max = proto::MAX_SHORT_IO_BYTES)]
+    ShortIo(usize),
     #[error("OST index {0} is not connected to this mount")]
     UnknownOst(u32),
     #[error("max_read_ahead_mb: {0} is more than {max} MiB", max = crate::readahead::MAX_READ_AHEAD_MB)]
@@ -90,6 +99,11 @@ impl TunableError {
 /// Checks a `max_rpcs_in_flight` value.
 pub fn check_rpcs_in_flight(n: usize) -> Result<(), TunableError> {
     if (1..=MAX_RPCS_IN_FLIGHT).contains(&n) { Ok(()) } else { Err(TunableError::RpcsInFlight(n)) }
+}
+
+/// Checks a `short_io_bytes` value.
+pub fn check_short_io_bytes(n: usize) -> Result<(), TunableError> {
+    if n <= proto::MAX_SHORT_IO_BYTES { Ok(()) } else { Err(TunableError::ShortIo(n)) }
 }
 
 /// Checks a `max_pages_per_rpc` value against the largest the mount's
@@ -115,8 +129,8 @@ pub(crate) enum Brw {
 impl Brw {
     pub fn of(req: &OstRequest) -> Brw {
         match req {
-            OstRequest::Read { .. } => Brw::Read,
-            OstRequest::Write { .. } => Brw::Write,
+            OstRequest::Read { .. } | OstRequest::ReadShort { .. } => Brw::Read,
+            OstRequest::Write { .. } | OstRequest::WriteShort { .. } => Brw::Write,
             _ => Brw::Other,
         }
     }
@@ -319,6 +333,19 @@ impl Client {
         check_rpcs_in_flight(n)?;
         let link = self.osts.read().expect("osts lock").get(&ost).cloned();
         link.ok_or(TunableError::UnknownOst(ost))?.in_flight.set_limit(n)
+    }
+
+    /// `short_io_bytes` towards OST `ost`.
+    pub fn short_io_bytes(&self, ost: u32) -> Option<usize> {
+        self.osts.read().expect("osts lock").get(&ost).map(|l| l.short_io.load(Ordering::Relaxed))
+    }
+
+    /// Sets `short_io_bytes` towards OST `ost` (0 sends every transfer by bulk).
+    pub fn set_short_io_bytes(&self, ost: u32, n: usize) -> Result<(), TunableError> {
+        check_short_io_bytes(n)?;
+        let link = self.osts.read().expect("osts lock").get(&ost).cloned();
+        link.ok_or(TunableError::UnknownOst(ost))?.short_io.store(n, Ordering::Relaxed);
+        Ok(())
     }
 
     /// RPCs in flight to OST `ost` now.

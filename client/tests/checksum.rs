@@ -141,18 +141,75 @@ async fn a_registered_read_matches_a_copied_read_across_stripes_holes_and_eof() 
     want[..a.len()].copy_from_slice(&a);
     want[b_off as usize..].copy_from_slice(&b);
 
-    for (off, len) in [(0, size + 4096), (4096, 200 << 10), (250 << 10, 900 << 10), (size as u64 - 10, 64)] {
+    // Small reads go inside their RPCs (short I/O) unless that is off:
+    // the same bytes either way, holes and the end of file included.
+    let small =
+        [(a.len() as u64 - 100, 8192), (600 << 10, 4096), ((1 << 20) - 5, 20), (size as u64 - 10, 64)];
+    let large = [(0, size + 4096), (4096, 200 << 10), (250 << 10, 900 << 10)];
+    for (short, (off, len)) in
+        [0, 32 << 10].into_iter().flat_map(|s| large.into_iter().chain(small).map(move |r| (s, r)))
+    {
+        for ost in c.ost_indices() {
+            c.set_short_io_bytes(ost, short).unwrap();
+        }
         let mut copied = vec![0xaau8; len];
         let n = c.pread(&layout, off, &mut copied).await.unwrap();
         let mut reg = IoBuf::alloc(len, None).unwrap();
         reg.as_mut_slice().fill(0x55);
         let m = c.pread_registered(&layout, off, &mut reg).await.unwrap();
         let end = size.min(off as usize + len);
-        assert_eq!(n, end - off as usize, "copied read at {off} for {len}");
+        assert_eq!(n, end - off as usize, "copied read at {off} for {len}, short_io_bytes {short}");
         assert_eq!(m, n, "registered read at {off} for {len}");
         assert!(copied[..n] == want[off as usize..end], "copied read at {off}");
         assert!(reg.as_slice()[..m] == want[off as usize..end], "registered read at {off}");
     }
+    fs.shutdown();
+}
+
+/// Short I/O (data inside the RPC) is checked as bulk is: a damaged short
+/// write is refused and sent again, a damaged short read is read again,
+/// damage on every attempt is EIO and leaves the object as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_io_is_checked_like_bulk() {
+    let fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let (layout, ost, path) = one_object_file(&fs, &c, "short").await;
+    assert_eq!(c.short_io_bytes(ost), Some(client::DEFAULT_SHORT_IO_BYTES));
+    let old = pattern(4096, 10);
+    c.integrity().damage_writes(1);
+    assert_eq!(c.pwrite(&layout, 8192, &old, false).await.unwrap(), 4096);
+    assert_eq!(ost_mismatches(&fs, ost), 1, "the OST did not see the damage");
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored[8192..] == old && stored[..8192].iter().all(|&b| b == 0));
+
+    c.integrity().damage_writes(ATTEMPTS);
+    let e = c.pwrite_registered(&layout, 8192, &registered(&pattern(4096, 11)), false).await.unwrap_err();
+    assert_eq!(e.errno(), Errno::EIO, "{e}");
+    assert_eq!(ost_mismatches(&fs, ost), 1 + u64::from(ATTEMPTS));
+    assert!(std::fs::read(&path).unwrap()[8192..] == old, "a refused write changed the object");
+
+    let mut back = vec![0u8; 4096];
+    c.integrity().damage_reads(1);
+    assert_eq!(c.pread(&layout, 8192, &mut back).await.unwrap(), 4096);
+    assert!(back == old, "a damaged read reached the caller");
+    assert_eq!(c.integrity().read_mismatches(), 1);
+    c.integrity().damage_reads(ATTEMPTS);
+    let e = c.pread(&layout, 8192, &mut back).await.unwrap_err();
+    assert_eq!(e.errno(), Errno::EIO, "{e}");
+
+    // Every transfer above went inside its RPC: the client's LND moved no bulk.
+    let bulk = || {
+        let st = c.endpoint().tcp().stats();
+        st.bulk_tx_bytes.load(Ordering::Relaxed) + st.bulk_rx_bytes.load(Ordering::Relaxed)
+    };
+    assert_eq!(bulk(), 0, "a short transfer went by bulk");
+
+    // With short I/O off, or over the limit, the same write goes by bulk.
+    c.set_short_io_bytes(ost, 0).unwrap();
+    c.pwrite(&layout, 0, &pattern(4096, 12), false).await.unwrap();
+    assert_eq!(bulk(), 4096);
+    let e = c.set_short_io_bytes(ost, proto::MAX_SHORT_IO_BYTES + 1).unwrap_err();
+    assert_eq!(e.errno(), Errno::EINVAL);
     fs.shutdown();
 }
 

@@ -12,8 +12,8 @@ use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use prometheus::HistogramVec;
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
-    LockExtent, MgsReply, MgsRequest, OstCall, OstReply, OstRequest, TargetInfo, TargetKind, decode, encode,
-    portal,
+    LockExtent, MAX_SHORT_IO_BYTES, MgsReply, MgsRequest, OstReply, OstRequest, TargetInfo, TargetKind,
+    decode, decode_ost_call, encode, encode_ost_reply, portal,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -88,6 +88,9 @@ pub struct Oss {
     targets: HashMap<u32, Arc<Target>>,
     io: IoThreads,
     bufs: Arc<BufferPool>,
+    /// Buffers for short I/O, apart so small requests never wait behind
+    /// the bulk ones for a large buffer.
+    short_bufs: Arc<BufferPool>,
     max_rpc: usize,
     latency: HistogramVec,
 }
@@ -97,6 +100,9 @@ pub struct OssHandle {
     pub endpoint: Endpoint,
     pub oss: Arc<Oss>,
 }
+
+/// Short reads and writes served at once (each holds a 32 KiB buffer).
+const SHORT_BUFFERS: usize = 64;
 
 fn ost_err(e: OstError) -> Errno {
     e.errno()
@@ -108,6 +114,8 @@ impl Oss {
     pub async fn start(cfg: OssConfig) -> Result<OssHandle, OssError> {
         let io = IoThreads::start("ost_io", cfg.io_threads, cfg.nid.addr).map_err(OssError::Threads)?;
         let bufs = BufferPool::new(cfg.max_rpc_bytes, cfg.buffers, Some(io.numa_node()))
+            .map_err(|e| OssError::Memory(e.to_string()))?;
+        let short_bufs = BufferPool::new(MAX_SHORT_IO_BYTES, SHORT_BUFFERS, Some(io.numa_node()))
             .map_err(|e| OssError::Memory(e.to_string()))?;
         let latency = fabric::metrics::latency_histogram(
             "glint_ost_op_duration_seconds",
@@ -125,7 +133,8 @@ impl Oss {
             targets.insert(t.index, Arc::new(target));
         }
         let max_rpc = cfg.max_rpc_bytes;
-        let oss = Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, max_rpc, latency });
+        let oss =
+            Arc::new(Oss { fsname: cfg.fsname.clone(), targets, io, bufs, short_bufs, max_rpc, latency });
         let mut ecfg = EndpointConfig::server_at(cfg.nid);
         ecfg.tcp.port = cfg.port;
         let endpoint = Endpoint::start(ecfg).await.map_err(|e| OssError::Listen(e.to_string()))?;
@@ -184,10 +193,12 @@ impl Oss {
     }
 
     async fn serve(self: Arc<Self>, req: Request) -> Response {
-        let call: OstCall = decode("OST request", req.body()).map_err(|e| {
+        let (call, data) = decode_ost_call(req.body()).map_err(|e| {
             tracing::warn!(peer = %req.from, error = %e, "bad OST request");
             Errno::EPROTO
         })?;
+        // Where a short write's bytes start in the body.
+        let data_at = req.body().len() - data.len();
         let target = self.targets.get(&call.target).cloned().ok_or(Errno::ENODEV)?;
         if let Some(n) = target.stats.ops.get(call.op.opcode() as usize) {
             n.fetch_add(1, Ordering::Relaxed);
@@ -195,8 +206,11 @@ impl Oss {
         let store = target.store.clone();
         let (opcode, name, started) = (call.op.opcode(), call.op.name(), Instant::now());
         let timed = target.clone();
-        let reply: Result<OstReply, Errno> = async move {
-            Ok(match call.op {
+        let reply: Result<Vec<u8>, Errno> = async move {
+            if let OstRequest::ReadShort { fid, offset, len } = call.op {
+                return self.read_short(&req, &target, fid, offset, len).await;
+            }
+            Ok(encode(&match call.op {
                 OstRequest::Connect { fsname, index } => {
                     if fsname != self.fsname || index != call.target {
                         return Err(Errno::ENODEV);
@@ -221,6 +235,10 @@ impl Oss {
                 OstRequest::Read { fid, offset, len, segs } => {
                     self.read(&req, &target, fid, offset, len, segs).await?
                 }
+                OstRequest::WriteShort { fid, offset, crc, sync } => {
+                    self.write_short(&req, &target, fid, offset, &req.body()[data_at..], crc, sync).await?
+                }
+                OstRequest::ReadShort { .. } => unreachable!("answered above"),
                 OstRequest::Punch { fid, offset, len } => {
                     let _io = match LockExtent::of_range(offset, len) {
                         Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
@@ -277,11 +295,11 @@ impl Oss {
                     target.ldlm.cancel(req.from, fid, handle)?;
                     OstReply::Done
                 }
-            })
+            }))
         }
         .await;
         timed.latency.observe(opcode, || name, started.elapsed().as_secs_f64());
-        Ok(encode(&reply?))
+        reply
     }
 
     fn check_bulk(&self, len: u64, segs: &[fabric::BulkHandle]) -> Result<(), Errno> {
@@ -373,6 +391,69 @@ impl Oss {
         }
         target.stats.read.add(got as u64);
         Ok(OstReply::ReadDone { len: got as u64, crc })
+    }
+
+    /// A write whose bytes came inside the request.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_short(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        sync: bool,
+    ) -> Result<OstReply, Errno> {
+        let got = crc32c::crc32c(data);
+        if got != crc {
+            target.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %req.from, %fid, want = crc, got, "short write checksum mismatch; nothing written");
+            return Err(Errno::EBADMSG);
+        }
+        let len = data.len();
+        let _io = match LockExtent::of_range(offset, len as u64) {
+            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
+            None => None,
+        };
+        // Copied into an aligned buffer, so the disk write can be direct.
+        let mut buf: PoolBuf = self.short_bufs.get().await;
+        buf[..len].copy_from_slice(data);
+        let store = target.store.clone();
+        self.disk(move || store.write(fid, offset, &buf[..len], sync)).await?;
+        target.stats.write.add(len as u64);
+        Ok(OstReply::Written { len: len as u64 })
+    }
+
+    /// A read whose bytes go back inside the reply: the encoded reply.
+    async fn read_short(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Errno> {
+        if len > MAX_SHORT_IO_BYTES as u64 {
+            return Err(Errno::EINVAL);
+        }
+        if let Some(e) = LockExtent::of_range(offset, len) {
+            target.ldlm.lock_read(req.from, fid, e).await?;
+        }
+        let buf: PoolBuf = self.short_bufs.get().await;
+        let store = target.store.clone();
+        let (buf, got) = self
+            .io
+            .run(move || {
+                let mut buf = buf;
+                let r = store.read(fid, offset, &mut buf[..len as usize]);
+                (buf, r)
+            })
+            .await?;
+        let got = got.map_err(ost_err)?;
+        let data = &buf[..got];
+        target.stats.read.add(got as u64);
+        Ok(encode_ost_reply(&OstReply::ReadShort { crc: crc32c::crc32c(data) }, data))
     }
 }
 

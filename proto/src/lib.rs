@@ -1,7 +1,7 @@
 //! The wire types every glint service shares: FIDs, layouts, attributes,
 //! the MGS/MDS/OST operations, and the versioned codec they travel in.
-//! Bulk data never passes through here: it moves by the fabric's bulk
-//! handles.
+//! Bulk data never passes through serde: it moves by the fabric's bulk
+//! handles, or, for short I/O, as raw bytes after an OST message.
 
 pub mod attr;
 pub mod codec;
@@ -21,4 +21,7 @@ pub use layout::{Component, Extent, Layout, Pattern, Raid0, StripeObject, Stripe
 pub use ldlm::{LockExtent, LockHandle, LockMode};
 pub use mds::{DirEntry, InodeAttrs, MdsCall, MdsReply, MdsRequest};
 pub use mgs::{FsConfig, MgsReply, MgsRequest, TargetInfo, TargetKind};
-pub use ost::{ObjAttr, OstCall, OstReply, OstRequest};
+pub use ost::{
+    MAX_SHORT_IO_BYTES, ObjAttr, OstCall, OstReply, OstRequest, decode_ost_call, decode_ost_reply,
+    encode_ost_call, encode_ost_reply,
+};

@@ -1,6 +1,7 @@
 //! Requests an OST serves, and its replies.
 
 use crate::attr::{StatFs, Timestamp};
+use crate::codec::{CodecError, decode_head, encode};
 use crate::fid::Fid;
 use crate::ldlm::{LockExtent, LockHandle, LockMode};
 use fabric::BulkHandle;
@@ -9,6 +10,11 @@ use serde::{Deserialize, Serialize};
 /// The largest bulk one OST RPC carries: 16 MiB, as Lustre's largest
 /// `max_pages_per_rpc`.
 pub const MAX_RPC_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most bytes a short write or read carries inside its request or
+/// reply (Lustre's short I/O): well inside the fabric's 64 KiB immediate
+/// message, so a short RPC never needs a bulk transfer.
+pub const MAX_SHORT_IO_BYTES: usize = 32 * 1024;
 
 /// The most objects one precreate request makes (Lustre's OST_MAX_PRECREATE).
 pub const MAX_PRECREATE: u32 = 20_000;
@@ -100,6 +106,23 @@ pub enum OstRequest {
         fid: Fid,
         handle: LockHandle,
     },
+    // New variants go last: a variant's place is its number on the wire.
+    /// A short write: the bytes follow the call in the request (see
+    /// [`encode_ost_call`]), so the OST has them without a bulk round
+    /// trip; `crc` is their crc32c.
+    WriteShort {
+        fid: Fid,
+        offset: u64,
+        crc: u32,
+        sync: bool,
+    },
+    /// A short read: up to `len` bytes (at most [`MAX_SHORT_IO_BYTES`])
+    /// come back inside the reply, `ReadShort`.
+    ReadShort {
+        fid: Fid,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl OstRequest {
@@ -109,8 +132,8 @@ impl OstRequest {
             OstRequest::Precreate { .. } => 5,
             OstRequest::LastId { .. } => 20,
             OstRequest::Destroy { .. } => 6,
-            OstRequest::Write { .. } => 4,
-            OstRequest::Read { .. } => 3,
+            OstRequest::Write { .. } | OstRequest::WriteShort { .. } => 4,
+            OstRequest::Read { .. } | OstRequest::ReadShort { .. } => 3,
             OstRequest::Punch { .. } => 10,
             OstRequest::Truncate { .. } => 21,
             OstRequest::Getattr { .. } => 1,
@@ -131,7 +154,10 @@ impl OstRequest {
             OstRequest::LastId { .. } => "last_id",
             OstRequest::Destroy { .. } => "destroy",
             OstRequest::Write { .. } => "write",
-            OstRequest::Read { .. } => "read",
+            // Counted as the bulk reads and writes they stand for, as
+            // Lustre's short I/O travels as OST_READ and OST_WRITE.
+            OstRequest::Read { .. } | OstRequest::ReadShort { .. } => "read",
+            OstRequest::WriteShort { .. } => "write",
             OstRequest::Punch { .. } => "punch",
             OstRequest::Truncate { .. } => "truncate",
             OstRequest::Getattr { .. } => "getattr",
@@ -191,4 +217,55 @@ pub enum OstReply {
         extent: LockExtent,
         attr: ObjAttr,
     },
+    /// A short read's bytes follow in the reply (as many as the object
+    /// held, up to the length asked); `crc` covers them.
+    ReadShort {
+        crc: u32,
+    },
+}
+
+/// An OST request as it goes on the wire: the call, then the bytes of a
+/// `WriteShort` (none for any other request).
+pub fn encode_ost_call(call: &OstCall, data: &[u8]) -> Vec<u8> {
+    with_tail(encode(call), data)
+}
+
+/// Splits a request into its call and a `WriteShort`'s bytes. Bytes after
+/// any other request, or more than [`MAX_SHORT_IO_BYTES`], are refused.
+pub fn decode_ost_call(bytes: &[u8]) -> Result<(OstCall, &[u8]), CodecError> {
+    const WHAT: &str = "OST request";
+    let (call, tail) = decode_head::<OstCall>(WHAT, bytes)?;
+    let carries = matches!(call.op, OstRequest::WriteShort { .. });
+    check_tail(WHAT, carries, tail)?;
+    Ok((call, tail))
+}
+
+/// An OST reply as it goes on the wire: the reply, then a `ReadShort`'s bytes.
+pub fn encode_ost_reply(reply: &OstReply, data: &[u8]) -> Vec<u8> {
+    with_tail(encode(reply), data)
+}
+
+/// Splits a reply into its value and a `ReadShort`'s bytes.
+pub fn decode_ost_reply(bytes: &[u8]) -> Result<(OstReply, &[u8]), CodecError> {
+    const WHAT: &str = "OST reply";
+    let (reply, tail) = decode_head::<OstReply>(WHAT, bytes)?;
+    let carries = matches!(reply, OstReply::ReadShort { .. });
+    check_tail(WHAT, carries, tail)?;
+    Ok((reply, tail))
+}
+
+fn with_tail(mut head: Vec<u8>, data: &[u8]) -> Vec<u8> {
+    head.extend_from_slice(data);
+    head
+}
+
+fn check_tail(what: &'static str, carries: bool, tail: &[u8]) -> Result<(), CodecError> {
+    if !carries && !tail.is_empty() {
+        return Err(CodecError { what, reason: format!("{} trailing bytes", tail.len()) });
+    }
+    if tail.len() > MAX_SHORT_IO_BYTES {
+        let reason = format!("{} bytes of short I/O data, more than {MAX_SHORT_IO_BYTES}", tail.len());
+        return Err(CodecError { what, reason });
+    }
+    Ok(())
 }

@@ -38,7 +38,18 @@ fn ost_request() -> impl Strategy<Value = OstRequest> {
             .prop_map(|(seq, first_oid, count)| OstRequest::Precreate { seq, first_oid, count }),
         fid().prop_map(|fid| OstRequest::Getattr { fid }),
         Just(OstRequest::Statfs),
+        (fid(), any::<u64>(), any::<u32>(), any::<bool>())
+            .prop_map(|(fid, offset, crc, sync)| OstRequest::WriteShort { fid, offset, crc, sync }),
+        (fid(), any::<u64>(), any::<u64>()).prop_map(|(fid, offset, len)| OstRequest::ReadShort {
+            fid,
+            offset,
+            len
+        }),
     ]
+}
+
+fn short_data() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..=MAX_SHORT_IO_BYTES)
 }
 
 fn mds_call() -> impl Strategy<Value = MdsCall> {
@@ -122,6 +133,35 @@ proptest! {
         prop_assert_eq!(decode::<MdsCall>("mds call", &encode(&c)).unwrap(), c);
     }
 
+    /// A short write's bytes travel after its call and come back whole;
+    /// any other request with bytes after it is refused.
+    #[test]
+    fn short_write_data_rides_after_the_call(op in ost_request(), data in short_data()) {
+        let call = OstCall { target: 3, op };
+        let bytes = encode_ost_call(&call, &data);
+        let decoded = decode_ost_call(&bytes);
+        if matches!(call.op, OstRequest::WriteShort { .. }) {
+            let (back, tail) = decoded.unwrap();
+            prop_assert_eq!(back, call);
+            prop_assert_eq!(tail, &data[..]);
+        } else if data.is_empty() {
+            prop_assert_eq!(decoded.unwrap().0, call);
+        } else {
+            prop_assert!(decoded.is_err());
+        }
+    }
+
+    #[test]
+    fn short_read_data_rides_after_the_reply(crc in any::<u32>(), data in short_data(), len in any::<u64>()) {
+        let reply = OstReply::ReadShort { crc };
+        let bytes = encode_ost_reply(&reply, &data);
+        let (back, tail) = decode_ost_reply(&bytes).unwrap();
+        prop_assert_eq!(back, reply);
+        prop_assert_eq!(tail, &data[..]);
+        let other = encode_ost_reply(&OstReply::Written { len }, &data);
+        prop_assert_eq!(decode_ost_reply(&other).is_ok(), data.is_empty());
+    }
+
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode::<OstRequest>("ost", &bytes);
@@ -129,6 +169,8 @@ proptest! {
         let _ = decode::<MgsRequest>("mgs", &bytes);
         let _ = decode::<MdsReply>("mds reply", &bytes);
         let _ = decode::<OstReply>("ost reply", &bytes);
+        let _ = decode_ost_call(&bytes);
+        let _ = decode_ost_reply(&bytes);
     }
 
     #[test]
@@ -148,4 +190,14 @@ fn layouts_round_trip_with_many_stripes() {
     let bytes = encode(&l);
     assert!(bytes.len() < 60 * 1024, "a 2000-stripe layout fits an immediate message: {}", bytes.len());
     assert_eq!(decode::<Layout>("layout", &bytes).unwrap(), l);
+}
+
+#[test]
+fn short_io_data_beyond_the_limit_is_refused() {
+    let fid = Fid::new(Fid::ost_seq(0), 1);
+    let call = OstCall { target: 0, op: OstRequest::WriteShort { fid, offset: 0, crc: 0, sync: false } };
+    let e = decode_ost_call(&encode_ost_call(&call, &vec![0; MAX_SHORT_IO_BYTES + 1])).unwrap_err();
+    assert!(e.reason.contains("short I/O"), "{e}");
+    let big = encode_ost_reply(&OstReply::ReadShort { crc: 0 }, &vec![0; MAX_SHORT_IO_BYTES + 1]);
+    assert!(decode_ost_reply(&big).is_err());
 }

@@ -12,7 +12,7 @@ pub struct MountArgs {
     pub spec: String,
     pub dir: PathBuf,
     /// Comma-separated options: ro, rw, allow_other, max_pages_per_rpc=N,
-    /// max_rpcs_in_flight=N, noatime, ... (the ones glint has no use for
+    /// max_rpcs_in_flight=N, short_io_bytes=N, noatime, ... (the ones glint has no use for
     /// are accepted and ignored, as mount does).
     #[arg(short = 'o')]
     pub options: Option<String>,
@@ -148,6 +148,12 @@ fn tunable_option(key: &str) -> Option<TunableSetter> {
             t.max_rpcs_in_flight = n;
             Ok(())
         }),
+        "short_io_bytes" => Some(|t, v| {
+            let n = number(v)?;
+            client::check_short_io_bytes(n)?;
+            t.short_io_bytes = n;
+            Ok(())
+        }),
         _ => None,
     }
 }
@@ -180,6 +186,9 @@ mod tests {
         assert!(set(&mut t, "100").unwrap_err().to_string().contains("power of two"));
         assert!(tunable_option("max_rpcs_in_flight").unwrap()(&mut t, "0").is_err());
         assert_eq!(t.rpc_size, 4 << 20, "a refused value changes nothing");
+        tunable_option("short_io_bytes").unwrap()(&mut t, "0").unwrap();
+        assert_eq!(t.short_io_bytes, 0);
+        assert!(tunable_option("short_io_bytes").unwrap()(&mut t, "40000").is_err());
         assert!(tunable_option("noatime").is_none());
     }
 }

@@ -199,9 +199,20 @@ async fn lctl_reads_and_tunes_a_running_file_system() {
     assert!(e.contains("every OSC"), "{e}");
     let e = refused("osc.*.max_rpcs_in_flight").await;
     assert!(e.contains("NAME=VALUE"), "{e}");
+    let e = refused("osc.*.short_io_bytes=65536").await;
+    assert!(e.contains("short_io_bytes") && e.contains("32768"), "{e}");
     assert_eq!(c.max_rpcs_in_flight(0), Some(2));
     assert_eq!(c.max_rpcs_in_flight(1), Some(2));
     assert_eq!(c.max_pages_per_rpc(), 64);
+
+    // short_io_bytes, per OSC as Lustre's.
+    let d = dir.clone();
+    blocking(move || lctl::set_param(&d, "osc.*-OST0001-*.short_io_bytes=0")).await.unwrap();
+    assert_eq!((c.short_io_bytes(0), c.short_io_bytes(1)), (Some(client::DEFAULT_SHORT_IO_BYTES), Some(0)));
+    let d = dir.clone();
+    let short = blocking(move || lctl::get_params(&d, &["osc.*.short_io_bytes".into()]).0).await;
+    let values: Vec<&str> = short.iter().map(|p| p.value.as_str()).collect();
+    assert_eq!(values, ["16384", "0"], "{short:?}");
 
     // Growing the bound back takes effect too.
     let d = dir.clone();

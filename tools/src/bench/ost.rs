@@ -13,7 +13,7 @@ use super::tmpfs::Tmpfs;
 use anyhow::{Context, Result, bail};
 use fabric::rpc::{Endpoint, EndpointConfig};
 use fabric::{Access, IoBuf, Pid, ProcessId};
-use proto::{Fid, OstCall, OstReply, OstRequest, decode, encode, portal};
+use proto::{Fid, OstCall, OstReply, OstRequest, decode_ost_reply, encode_ost_call, portal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,12 +152,19 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench, tcp: Option<f64>) -> Res
             "  CPU of the sequential runs (OSS and driver of this process together): write {write_cpu:.2} s/GiB, \
              rewrite {rewrite_cpu:.2} s/GiB, read {read_cpu:.2} s/GiB"
         );
-        let g = ost.random(fid, a.size, a.inflight, Duration::from_secs(a.seconds), true).await?;
+        // Each by bulk and as short I/O (the data inside the RPC, as the
+        // client sends transfers up to `short_io_bytes`).
+        let dur = Duration::from_secs(a.seconds);
+        let bulk = ost.random(fid, a.size, a.inflight, dur, true, false).await?;
+        let short = ost.random(fid, a.size, a.inflight, dur, true, true).await?;
         let f = fio("randwrite", SMALL, secs).run_async().await?;
-        print_iops("rand write 4 KiB", g, f);
-        let g = ost.random(fid, a.size, a.inflight, Duration::from_secs(a.seconds), false).await?;
+        print_iops("rand write 4 KiB, bulk", bulk, f);
+        print_iops("rand write 4 KiB, short I/O", short, f);
+        let bulk = ost.random(fid, a.size, a.inflight, dur, false, false).await?;
+        let short = ost.random(fid, a.size, a.inflight, dur, false, true).await?;
         let f = fio("randread", SMALL, secs).run_async().await?;
-        print_iops("rand read  4 KiB", g, f);
+        print_iops("rand read  4 KiB, bulk", bulk, f);
+        print_iops("rand read  4 KiB, short I/O", short, f);
         Ok(())
     }
     .await;
@@ -207,10 +214,22 @@ impl OstDriver {
     }
 
     async fn call(&self, op: OstRequest) -> Result<OstReply> {
+        self.call_with_data(op, &[]).await.map(|(r, _)| r)
+    }
+
+    /// A call with a short write's bytes after it; the reply, and how many
+    /// bytes a short read brought back (their crc checked).
+    async fn call_with_data(&self, op: OstRequest, data: &[u8]) -> Result<(OstReply, usize)> {
         let opcode = op.opcode();
-        let body = encode(&OstCall { target: 0, op });
+        let body = encode_ost_call(&OstCall { target: 0, op }, data);
         let r = self.ep.call(self.peer, portal::OST, opcode, &body).await?;
-        Ok(decode::<OstReply>("OST reply", r.body())?)
+        let (reply, tail) = decode_ost_reply(r.body())?;
+        if let OstReply::ReadShort { crc } = reply
+            && crc != crc32c::crc32c(tail)
+        {
+            bail!("a short read's bytes do not match their crc");
+        }
+        Ok((reply, tail.len()))
     }
 
     /// Creates object `oid` of the benchmark's sequence.
@@ -261,8 +280,17 @@ impl OstDriver {
     }
 
     /// 4 KiB writes or reads at random aligned offsets of `[0, size)`,
-    /// `inflight` at a time, for `dur`; operations per second.
-    async fn random(&self, fid: Fid, size: u64, inflight: usize, dur: Duration, write: bool) -> Result<f64> {
+    /// `inflight` at a time, for `dur`, by bulk or as short I/O;
+    /// operations per second.
+    async fn random(
+        &self,
+        fid: Fid,
+        size: u64,
+        inflight: usize,
+        dur: Duration,
+        write: bool,
+        short: bool,
+    ) -> Result<f64> {
         let blocks = size / SMALL;
         let started = Instant::now();
         let end = started + dur;
@@ -279,13 +307,19 @@ impl OstDriver {
                 while Instant::now() < end {
                     let offset = rng.below(blocks) * SMALL;
                     let segs = vec![ex.handle()];
-                    let op = if write {
-                        OstRequest::Write { fid, offset, len: SMALL, segs, crc, sync: false }
-                    } else {
-                        OstRequest::Read { fid, offset, len: SMALL, segs }
+                    let (op, data) = match (write, short) {
+                        (true, false) => {
+                            (OstRequest::Write { fid, offset, len: SMALL, segs, crc, sync: false }, &[][..])
+                        }
+                        (false, false) => (OstRequest::Read { fid, offset, len: SMALL, segs }, &[][..]),
+                        (true, true) => {
+                            (OstRequest::WriteShort { fid, offset, crc, sync: false }, buf.as_slice())
+                        }
+                        (false, true) => (OstRequest::ReadShort { fid, offset, len: SMALL }, &[][..]),
                     };
-                    match me.call(op).await? {
-                        OstReply::Written { .. } | OstReply::ReadDone { .. } => done += 1,
+                    match me.call_with_data(op, data).await? {
+                        (OstReply::Written { .. } | OstReply::ReadDone { .. }, _) => done += 1,
+                        (OstReply::ReadShort { .. }, n) if n as u64 == SMALL => done += 1,
                         other => bail!("OST answered {other:?} at offset {offset}"),
                     }
                 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 const MAX_RPCS_IN_FLIGHT: &str = "max_rpcs_in_flight";
 const MAX_PAGES_PER_RPC: &str = "max_pages_per_rpc";
+const SHORT_IO_BYTES: &str = "short_io_bytes";
 const MAX_READ_AHEAD_MB: &str = "max_read_ahead_mb";
 const MAX_READ_AHEAD_PER_FILE_MB: &str = "max_read_ahead_per_file_mb";
 
@@ -126,6 +127,9 @@ impl Node for MountNode {
                 out.push(Param::rw(p(MAX_RPCS_IN_FLIGHT), n));
             }
             out.push(Param::rw(p(MAX_PAGES_PER_RPC), self.client.max_pages_per_rpc()));
+            if let Some(n) = self.client.short_io_bytes(i) {
+                out.push(Param::rw(p(SHORT_IO_BYTES), n));
+            }
             if let Some(st) = self.client.osc_stats(i) {
                 reads = reads.merge(st.read);
                 writes = writes.merge(st.write);
@@ -182,6 +186,7 @@ impl Node for MountNode {
             reason: e.to_string(),
         };
         let mut rif = Vec::new();
+        let mut short = Vec::new();
         let mut pages_named = Vec::new();
         let mut read_ahead = Vec::new();
         let llite = format!("llite.{}.", self.llite_name());
@@ -192,6 +197,7 @@ impl Node for MountNode {
             }
             match self.osc_of(name) {
                 Some((ost, MAX_RPCS_IN_FLIGHT)) => rif.push((name, ost)),
+                Some((ost, SHORT_IO_BYTES)) => short.push((name, ost)),
                 Some((ost, MAX_PAGES_PER_RPC)) => pages_named.push(ost),
                 _ => return Err(ParamError::ReadOnly(name.clone())),
             }
@@ -199,6 +205,10 @@ impl Node for MountNode {
         if let Some((name, _)) = rif.first() {
             let n = number(name, value)?;
             client::check_rpcs_in_flight(n).map_err(|e| bad(name, e))?;
+        }
+        if let Some((name, _)) = short.first() {
+            let n = number(name, value)?;
+            client::check_short_io_bytes(n).map_err(|e| bad(name, e))?;
         }
         let pages = match pages_named.first() {
             None => None,
@@ -245,6 +255,12 @@ impl Node for MountNode {
             let n = number(first.0, value)?;
             for (name, ost) in &rif {
                 self.client.set_max_rpcs_in_flight(*ost, n).map_err(|e| bad(name, e))?;
+            }
+        }
+        if let Some(first) = short.first() {
+            let n = number(first.0, value)?;
+            for (name, ost) in &short {
+                self.client.set_short_io_bytes(*ost, n).map_err(|e| bad(name, e))?;
             }
         }
         if let Some((name, n)) = pages {
