@@ -7,7 +7,7 @@
 //! the striping code can send each as whole RPCs.
 
 use crate::data_buf::{DataBuf, Recycler};
-use proto::Layout;
+use proto::{Fid, Layout, LockHandle};
 use std::sync::Arc;
 
 /// The most one open file gathers before it writes.
@@ -42,6 +42,9 @@ pub(crate) struct Gather {
     start: u64,
     buf: Option<DataBuf>,
     bufs: Option<Arc<Recycler>>,
+    /// The PW locks the bytes were gathered under, by object (the first
+    /// noted since the buffer was last empty): the write RPCs name them.
+    under: Vec<(Fid, LockHandle)>,
 }
 
 impl Gather {
@@ -49,7 +52,24 @@ impl Gather {
     /// gathering off, and every write goes straight through), taken from
     /// `bufs` when it starts to fill.
     pub fn new(cap: u64, bufs: Option<Arc<Recycler>>) -> Gather {
-        Gather { cap, start: 0, buf: None, bufs }
+        Gather { cap, start: 0, buf: None, bufs, under: Vec::new() }
+    }
+
+    /// Notes that the next bytes of `fid` are gathered under `handle`.
+    pub fn note_lock(&mut self, fid: Fid, handle: LockHandle) {
+        if !self.under.iter().any(|(f, _)| *f == fid) {
+            self.under.push((fid, handle));
+        }
+    }
+
+    /// The locks of what was gathered, for the extents just taken out;
+    /// forgotten once nothing is left gathered.
+    pub fn locks_taken(&mut self) -> Arc<[(Fid, LockHandle)]> {
+        let under = self.under.as_slice().into();
+        if self.is_empty() {
+            self.under.clear();
+        }
+        under
     }
 
     fn len(&self) -> usize {

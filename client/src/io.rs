@@ -9,7 +9,7 @@ use crate::integrity::Integrity;
 use crate::join;
 use crate::readahead::{CachedPiece, NotCached};
 use fabric::{Access, BulkHandle, Errno, Exposure, IoBuf, PoolBuf};
-use proto::{Fid, Layout, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
+use proto::{Fid, Layout, LockHandle, OstReply, OstRequest, Raid0, layout::MAX_FILE_SIZE};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -199,6 +199,11 @@ fn check_range(off: u64, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// The lock `fid`'s bytes were gathered under, if they were.
+fn lock_of(under: &[(Fid, LockHandle)], fid: Fid) -> Option<LockHandle> {
+    under.iter().find(|(f, _)| *f == fid).map(|(_, h)| *h)
+}
+
 /// RPCs of one registered-buffer call started at once; the per-OST limit
 /// still bounds what is on the wire.
 const REGISTERED_WINDOW: usize = 64;
@@ -220,6 +225,19 @@ impl Client {
         data: &[u8],
         sync: bool,
     ) -> Result<usize> {
+        self.pwrite_under(layout, off, data, sync, &[]).await
+    }
+
+    /// [`Client::pwrite`] of bytes gathered under the PW locks `under`
+    /// (by object), which each write RPC names.
+    pub(crate) async fn pwrite_under(
+        self: &Arc<Self>,
+        layout: &Layout,
+        off: u64,
+        data: &[u8],
+        sync: bool,
+        under: &[(Fid, LockHandle)],
+    ) -> Result<usize> {
         check_range(off, data.len() as u64)?;
         let r0 = raid0(layout)?;
         let _changing = self.changing(layout, off, data.len() as u64);
@@ -237,6 +255,7 @@ impl Client {
                 at += *n as usize;
             }
             let obj = r0.objects[chunk.stripe];
+            let lock = lock_of(under, obj.fid);
             let me = self.clone();
             tasks.spawn(async move {
                 let ex = me
@@ -252,6 +271,7 @@ impl Client {
                     chunk.len,
                     crc,
                     sync,
+                    lock,
                 );
                 let r = r.await;
                 drop((ex, buf));
@@ -282,13 +302,14 @@ impl Client {
         len: u64,
         crc: u32,
         sync: bool,
+        lock: Option<LockHandle>,
     ) -> Result<()> {
         let short = self.is_short_io(ost, len);
         let mut refused = 0;
         loop {
             let damage = self.integrity.take_write_damage();
             let r = if short {
-                let req = OstRequest::WriteShort { fid, offset, crc, sync };
+                let req = OstRequest::WriteShort { fid, offset, crc, sync, lock };
                 let data = |body: &mut Vec<u8>| self.append_exposed(body, &segs, damage);
                 self.ost_with_data(ost, &req, data).await.map(|a| a.reply)
             } else {
@@ -297,7 +318,7 @@ impl Client {
                     Some((_, ex)) => vec![ex.handle()],
                     None => segs.clone(),
                 };
-                self.ost(ost, &OstRequest::Write { fid, offset, len, segs, crc, sync }).await
+                self.ost(ost, &OstRequest::Write { fid, offset, len, segs, crc, sync, lock }).await
             };
             match r {
                 Ok(OstReply::Written { .. }) => return Ok(()),
@@ -357,7 +378,7 @@ impl Client {
         buf: &IoBuf,
         sync: bool,
     ) -> Result<usize> {
-        self.pwrite_from(layout, off, buf, buf.len(), sync).await
+        self.pwrite_from(layout, off, buf, buf.len(), sync, &[]).await
     }
 
     /// Writes the first `len` bytes of the registered `buf` at `off`.
@@ -368,6 +389,7 @@ impl Client {
         buf: &IoBuf,
         len: usize,
         sync: bool,
+        under: &[(Fid, LockHandle)],
     ) -> Result<usize> {
         let len = len.min(buf.len());
         check_range(off, len as u64)?;
@@ -390,9 +412,11 @@ impl Client {
                 exposures.push(ex);
             }
             let obj = r0.objects[chunk.stripe];
+            let lock = lock_of(under, obj.fid);
             let me = self.clone();
             tasks.spawn(async move {
-                let r = me.write_rpc(obj.ost_idx, obj.fid, chunk.obj_off, segs, chunk.len, crc, sync).await;
+                let r =
+                    me.write_rpc(obj.ost_idx, obj.fid, chunk.obj_off, segs, chunk.len, crc, sync, lock).await;
                 drop(exposures);
                 r
             });

@@ -72,17 +72,33 @@ impl Object {
         self.covered_for(e, LockMode::PR)
     }
 
-    /// Whether a held lock covers `e` in `mode` (a PW lock serves for PR).
-    fn covered_for(&self, e: &LockExtent, mode: LockMode) -> bool {
-        self.locks.iter().any(|l| {
+    /// A held lock that covers `e` in `mode` (a PW lock serves for PR).
+    fn covering(&self, e: &LockExtent, mode: LockMode) -> Option<&Held> {
+        self.locks.iter().find(|l| {
             !l.cancelling && l.extent.contains(e) && (l.mode == LockMode::PW || mode == LockMode::PR)
         })
+    }
+
+    fn covered_for(&self, e: &LockExtent, mode: LockMode) -> bool {
+        self.covering(e, mode).is_some()
     }
 
     /// Whether a lock over the whole object is held: no other client can
     /// change it meanwhile.
     fn whole(&self) -> bool {
         self.locks.iter().any(|l| !l.cancelling && l.extent.contains(&LockExtent::WHOLE))
+    }
+
+    /// Notes a lock called back before its grant arrived, so it is never
+    /// installed.
+    fn revoke_early(&mut self, handle: LockHandle) {
+        if self.early.contains(&handle) {
+            return;
+        }
+        if self.early.len() == EARLY_REVOKES {
+            self.early.pop_front();
+        }
+        self.early.push_back(handle);
     }
 
     fn has_writers(&self) -> bool {
@@ -252,6 +268,11 @@ impl LockCache {
     /// Whether a held lock covers `e` of `fid` in `mode`.
     pub fn covered(&self, fid: Fid, e: &LockExtent, mode: LockMode) -> bool {
         self.lock().map.get(&fid).is_some_and(|o| o.covered_for(e, mode))
+    }
+
+    /// The handle of a lock of at least `mode` covering `e` of `fid`.
+    pub fn handle_covering(&self, fid: Fid, e: &LockExtent, mode: LockMode) -> Option<LockHandle> {
+        self.lock().map.get(&fid)?.covering(e, mode).map(|l| l.handle)
     }
 
     /// How far the object can reach while this client holds a lock on it:
@@ -463,9 +484,19 @@ impl LockCache {
         let epoch = objs.bump();
         let o = objs.object(fid);
         o.epoch = epoch;
-        let l = o.locks.iter_mut().find(|l| l.handle == handle)?;
-        l.cancelling = true;
-        Some(l.mode)
+        match o.locks.iter_mut().find(|l| l.handle == handle) {
+            Some(l) => {
+                l.cancelling = true;
+                Some(l.mode)
+            }
+            None => {
+                // The grant is still on its way: from now on it must not be
+                // installed, or a write could gather under it between here
+                // and the answer, which gives the lock up unflushed.
+                o.revoke_early(handle);
+                None
+            }
+        }
     }
 
     /// Whether a lock of `fid` is being called back.
@@ -487,11 +518,7 @@ impl LockCache {
                 (o.drop_blocks(&l.extent), 1)
             }
             None => {
-                // The grant is still on its way: it must not be used.
-                if o.early.len() == EARLY_REVOKES {
-                    o.early.pop_front();
-                }
-                o.early.push_back(handle);
+                o.revoke_early(handle);
                 (o.drop_blocks(&extent), 0)
             }
         };
@@ -819,6 +846,26 @@ mod tests {
         };
         assert!(!c.install(0, fid(), held));
         assert!(!c.covered(fid(), &LockExtent::WHOLE, LockMode::PR));
+    }
+
+    /// A grant that arrives while its callback is being served (after the
+    /// callback looked for it, before it is answered) is refused too: a
+    /// write gathered under it would not be flushed before the answer.
+    #[test]
+    fn a_grant_arriving_during_its_callback_is_not_used() {
+        let c = LockCache::new(1 << 20);
+        assert_eq!(c.begin_callback(fid(), LockHandle(7)), None, "not installed yet");
+        let held = Held {
+            handle: LockHandle(7),
+            mode: LockMode::PW,
+            extent: LockExtent::WHOLE,
+            size: 0,
+            cancelling: false,
+        };
+        assert!(!c.install(0, fid(), held));
+        assert_eq!(c.handle_covering(fid(), &LockExtent::WHOLE, LockMode::PW), None);
+        c.called_back(fid(), LockHandle(7), LockExtent::WHOLE);
+        assert_eq!(c.lock_count(), 0);
     }
 
     #[test]

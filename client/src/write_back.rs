@@ -23,7 +23,7 @@ use crate::data_buf::DataBuf;
 use crate::error::{ClientError, Result};
 use crate::gather::{Extent, Gather};
 use fabric::Errno;
-use proto::{Fid, Layout, LockExtent, LockMode};
+use proto::{Fid, Layout, LockExtent, LockHandle, LockMode};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -87,13 +87,15 @@ impl WriteBack {
             }
             let mut gather = self.gather.lock().await;
             // A callback between the grant and here took the lock away.
-            if !objects.iter().all(|(_, fid, e)| self.client.locks.covered(*fid, e, LockMode::PW)) {
+            if !self.note_locks(&mut gather, &objects) {
                 continue;
             }
             // Gathered bytes all lie under this client's PW locks: they go
             // out without waiting on anyone.
-            for e in gather.add(off, data) {
-                self.dispatch(e).await;
+            let ready = gather.add(off, data);
+            let under = gather.locks_taken();
+            for e in ready {
+                self.dispatch(e, under.clone()).await;
             }
             return Ok(());
         }
@@ -130,15 +132,16 @@ impl WriteBack {
             self.client.locks.add_writer(*fid, self);
         }
         let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
-        if !objects.iter().all(|(_, fid, e)| self.client.locks.covered(*fid, e, LockMode::PW)) {
+        if !self.note_locks(&mut gather, &objects) {
             return false;
         }
         let ready = gather.add(off, data);
+        let under = gather.locks_taken();
         if !ready.is_empty() {
             let me = self.clone();
             tokio::spawn(async move {
                 for e in ready {
-                    me.dispatch(e).await;
+                    me.dispatch(e, under.clone()).await;
                 }
                 drop(gather);
             });
@@ -218,10 +221,26 @@ impl WriteBack {
         Ok(out)
     }
 
+    /// Whether this client holds PW locks over every object extent of a
+    /// write; if so they are noted as what its bytes are gathered under.
+    fn note_locks(&self, gather: &mut Gather, objects: &[(u32, Fid, LockExtent)]) -> bool {
+        let mut handles = Vec::with_capacity(objects.len());
+        for (_, fid, e) in objects {
+            match self.client.locks.handle_covering(*fid, e, LockMode::PW) {
+                Some(h) => handles.push((*fid, h)),
+                None => return false,
+            }
+        }
+        for (fid, h) in handles {
+            gather.note_lock(fid, h);
+        }
+        true
+    }
+
     /// Sends `e` in the background once a slot is free, after the extents
     /// in flight that overlap it (so a rewrite never lands before the
-    /// bytes it replaces).
-    async fn dispatch(self: &Arc<Self>, e: Extent) {
+    /// bytes it replaces). `under`: the locks its bytes were gathered under.
+    async fn dispatch(self: &Arc<Self>, e: Extent, under: Arc<[(Fid, LockHandle)]>) {
         let Some(layout) = self.layout.clone() else { return };
         let range = (e.off, e.off + e.data.len() as u64);
         let overlaps = self.sending.lock().expect("sending").iter().any(|r| r.0 < range.1 && range.0 < r.1);
@@ -234,9 +253,9 @@ impl WriteBack {
         tokio::spawn(async move {
             let sent = match &e.data {
                 DataBuf::Registered(b) => {
-                    me.client.pwrite_from(&layout, e.off, b.io(), e.data.len(), false).await
+                    me.client.pwrite_from(&layout, e.off, b.io(), e.data.len(), false, &under).await
                 }
-                DataBuf::Heap(v) => me.client.pwrite(&layout, e.off, v, false).await,
+                DataBuf::Heap(v) => me.client.pwrite_under(&layout, e.off, v, false, &under).await,
             };
             let mut sending = me.sending.lock().expect("sending");
             if let Some(i) = sending.iter().position(|r| *r == range) {
@@ -244,8 +263,20 @@ impl WriteBack {
             }
             drop(sending);
             if let Err(err) = sent {
-                tracing::warn!(off = e.off, len = e.data.len(), error = %err, "gathered writes could not be sent");
-                me.lost.lock().expect("lost lock").get_or_insert(err.errno());
+                let errno = if err.errno() == Errno::ENOLCK {
+                    // As a Lustre client evicted with dirty pages: they are
+                    // dropped, and whoever wrote them hears EIO.
+                    tracing::error!(
+                        off = e.off,
+                        len = e.data.len(),
+                        "gathered writes dropped: this client was evicted and lost the locks they were made under"
+                    );
+                    Errno::EIO
+                } else {
+                    tracing::warn!(off = e.off, len = e.data.len(), error = %err, "gathered writes could not be sent");
+                    err.errno()
+                };
+                me.lost.lock().expect("lost lock").get_or_insert(errno);
             }
             drop(slot);
         });
@@ -264,7 +295,8 @@ impl WriteBack {
             let mut gather = self.gather.lock().await;
             if let Some(e) = gather.take() {
                 sent = e.data.len() as u64;
-                self.dispatch(e).await;
+                let under = gather.locks_taken();
+                self.dispatch(e, under).await;
             }
         }
         self.drain().await;

@@ -47,6 +47,7 @@ impl Errno {
     pub const ECONNREFUSED: Errno = Errno(libc::ECONNREFUSED);
     pub const EHOSTUNREACH: Errno = Errno(libc::EHOSTUNREACH);
     pub const ESTALE: Errno = Errno(libc::ESTALE);
+    pub const ENOLCK: Errno = Errno(libc::ENOLCK);
     pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
     pub const ENOTTY: Errno = Errno(libc::ENOTTY);
     pub const ETXTBSY: Errno = Errno(libc::ETXTBSY);
@@ -88,6 +89,7 @@ impl Errno {
             (Errno::ETIMEDOUT, "ETIMEDOUT"),
             (Errno::ENOTCONN, "ENOTCONN"),
             (Errno::ESTALE, "ESTALE"),
+            (Errno::ENOLCK, "ENOLCK"),
             (Errno::EFAULT, "EFAULT"),
             (Errno::ENOSYS, "ENOSYS"),
             (Errno::ERANGE, "ERANGE"),

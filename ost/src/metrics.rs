@@ -67,6 +67,11 @@ const OST: &[FamilySpec] = &[
         "Lock holders evicted for not answering a callback in time.",
         &["target"],
     ),
+    FamilySpec::counter(
+        "glint_ost_ldlm_stale_writes_total",
+        "Writes refused because the lock their bytes were gathered under went with an eviction.",
+        &["target"],
+    ),
 ];
 
 /// Exports the targets of one OSS.
@@ -106,6 +111,7 @@ impl Collector for OstCollector {
             s.add("glint_ost_ldlm_cancelled_total", &l, ls.cancelled.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_callbacks_total", &l, ls.callbacks.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_evictions_total", &l, ls.evictions.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_stale_writes_total", &l, ls.stale_writes.load(Ordering::Relaxed) as f64);
             match t.store.statfs() {
                 Ok(fs) => {
                     let b = fs.bsize as f64;

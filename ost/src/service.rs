@@ -229,13 +229,19 @@ impl Oss {
                     target.ldlm.forget(fid);
                     OstReply::Done
                 }
-                OstRequest::Write { fid, offset, len, segs, crc, sync } => {
+                OstRequest::Write { fid, offset, len, segs, crc, sync, lock } => {
+                    if let Some(h) = lock {
+                        target.ldlm.check_gathered(req.from, fid, h)?;
+                    }
                     self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
                 }
                 OstRequest::Read { fid, offset, len, segs } => {
                     self.read(&req, &target, fid, offset, len, segs).await?
                 }
-                OstRequest::WriteShort { fid, offset, crc, sync } => {
+                OstRequest::WriteShort { fid, offset, crc, sync, lock } => {
+                    if let Some(h) = lock {
+                        target.ldlm.check_gathered(req.from, fid, h)?;
+                    }
                     self.write_short(&req, &target, fid, offset, &req.body()[data_at..], crc, sync).await?
                 }
                 OstRequest::ReadShort { .. } => unreachable!("answered above"),

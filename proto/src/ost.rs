@@ -47,7 +47,10 @@ pub enum OstRequest {
         fid: Fid,
     },
     /// The OST pulls `len` bytes from `segs` (in order) and writes them at
-    /// `offset`; `crc` is the crc32c of those bytes.
+    /// `offset`; `crc` is the crc32c of those bytes. `lock`: the PW lock
+    /// the client gathered them under, if it did. If the OST granted that
+    /// lock and the client no longer holds it, an eviction took it and the
+    /// bytes are stale: the write is refused with ENOLCK.
     Write {
         fid: Fid,
         offset: u64,
@@ -55,6 +58,7 @@ pub enum OstRequest {
         segs: Vec<BulkHandle>,
         crc: u32,
         sync: bool,
+        lock: Option<LockHandle>,
     },
     /// The OST reads up to `len` bytes at `offset` and pushes them into
     /// `segs`; bytes past the object's end are not sent.
@@ -109,12 +113,13 @@ pub enum OstRequest {
     // New variants go last: a variant's place is its number on the wire.
     /// A short write: the bytes follow the call in the request (see
     /// [`encode_ost_call`]), so the OST has them without a bulk round
-    /// trip; `crc` is their crc32c.
+    /// trip; `crc` is their crc32c; `lock` as for `Write`.
     WriteShort {
         fid: Fid,
         offset: u64,
         crc: u32,
         sync: bool,
+        lock: Option<LockHandle>,
     },
     /// A short read: up to `len` bytes (at most [`MAX_SHORT_IO_BYTES`])
     /// come back inside the reply, `ReadShort`.

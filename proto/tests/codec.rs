@@ -25,6 +25,7 @@ fn ost_request() -> impl Strategy<Value = OstRequest> {
             any::<bool>()
         )
             .prop_map(|(fid, offset, len, segs, crc, sync)| OstRequest::Write {
+                lock: (offset % 3 == 0).then_some(LockHandle(len)),
                 fid,
                 offset,
                 len,
@@ -38,8 +39,15 @@ fn ost_request() -> impl Strategy<Value = OstRequest> {
             .prop_map(|(seq, first_oid, count)| OstRequest::Precreate { seq, first_oid, count }),
         fid().prop_map(|fid| OstRequest::Getattr { fid }),
         Just(OstRequest::Statfs),
-        (fid(), any::<u64>(), any::<u32>(), any::<bool>())
-            .prop_map(|(fid, offset, crc, sync)| OstRequest::WriteShort { fid, offset, crc, sync }),
+        (fid(), any::<u64>(), any::<u32>(), any::<bool>(), any::<Option<u64>>()).prop_map(
+            |(fid, offset, crc, sync, lock)| OstRequest::WriteShort {
+                fid,
+                offset,
+                crc,
+                sync,
+                lock: lock.map(LockHandle)
+            }
+        ),
         (fid(), any::<u64>(), any::<u64>()).prop_map(|(fid, offset, len)| OstRequest::ReadShort {
             fid,
             offset,
@@ -195,7 +203,8 @@ fn layouts_round_trip_with_many_stripes() {
 #[test]
 fn short_io_data_beyond_the_limit_is_refused() {
     let fid = Fid::new(Fid::ost_seq(0), 1);
-    let call = OstCall { target: 0, op: OstRequest::WriteShort { fid, offset: 0, crc: 0, sync: false } };
+    let call =
+        OstCall { target: 0, op: OstRequest::WriteShort { fid, offset: 0, crc: 0, sync: false, lock: None } };
     let e = decode_ost_call(&encode_ost_call(&call, &vec![0; MAX_SHORT_IO_BYTES + 1])).unwrap_err();
     assert!(e.reason.contains("short I/O"), "{e}");
     let big = encode_ost_reply(&OstReply::ReadShort { crc: 0 }, &vec![0; MAX_SHORT_IO_BYTES + 1]);

@@ -16,6 +16,8 @@ pub struct TestFs {
     pub mgs: Nid,
     pub mds: MdsHandle,
     pub osses: Vec<OssHandle>,
+    /// What each OSS was started with, to start it again.
+    pub oss_configs: Vec<OssConfig>,
 }
 
 /// Waits until the MDS has precreated objects on OSTs `0..osts`. It
@@ -64,7 +66,7 @@ impl TestFs {
         })
         .await
         .unwrap();
-        let mut osses = Vec::new();
+        let (mut osses, mut oss_configs) = (Vec::new(), Vec::new());
         for index in 0..osts {
             let odir = dir.path().join(format!("ost{index}"));
             std::fs::create_dir_all(&odir).unwrap();
@@ -73,10 +75,11 @@ impl TestFs {
             cfg.buffers = 8;
             cfg.io_threads = 2;
             tweak(&mut cfg);
-            osses.push(Oss::start(cfg).await.unwrap());
+            osses.push(Oss::start(cfg.clone()).await.unwrap());
+            oss_configs.push(cfg);
         }
         objects_on_every_ost(&mds, osts).await;
-        TestFs { dir, mgs, mds, osses }
+        TestFs { dir, mgs, mds, osses, oss_configs }
     }
 
     /// `MGSNID:/FSNAME`, for `Client::mount`.
@@ -87,6 +90,24 @@ impl TestFs {
     /// Where OST `index` keeps its objects.
     pub fn ost_dir(&self, index: u32) -> PathBuf {
         self.dir.path().join(format!("ost{index}"))
+    }
+
+    /// Stops OSS `i` and starts it again on the same address and targets,
+    /// as after a crash: it knows no lock it granted before.
+    pub async fn restart_oss(&mut self, i: usize) {
+        self.osses[i].endpoint.shutdown();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        self.osses[i] = loop {
+            match Oss::start(self.oss_configs[i].clone()).await {
+                Ok(h) => break h,
+                // The old listener may take a moment to let the port go.
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("restarting OSS {i}: {e}; again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot restart OSS {i}: {e}"),
+            }
+        };
     }
 
     pub fn shutdown(&self) {

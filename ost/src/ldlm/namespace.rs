@@ -47,6 +47,9 @@ pub struct LdlmStats {
     pub callbacks: AtomicU64,
     /// Holders that lost their locks for not answering (or being gone).
     pub evictions: AtomicU64,
+    /// Writes refused because the lock their bytes were gathered under
+    /// was taken from the client by an eviction.
+    pub stale_writes: AtomicU64,
 }
 
 struct Res {
@@ -68,6 +71,8 @@ pub struct Namespace {
     cfg: LdlmConfig,
     shards: Vec<Mutex<HashMap<Fid, Arc<Res>>>>,
     next_cookie: AtomicU64,
+    /// The first cookie of this run: handles below it are from before.
+    first_cookie: u64,
     ep: OnceLock<Endpoint>,
     stats: LdlmStats,
     /// Holders seen without a connection at the last sweep.
@@ -102,6 +107,11 @@ enum Blocked {
 impl Namespace {
     /// `name` is Lustre's, e.g. `filter-testfs-OST0000_UUID`.
     pub fn new(name: String, target: u32, cfg: LdlmConfig) -> Arc<Namespace> {
+        let first_cookie = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
         Arc::new(Namespace {
             name,
             target,
@@ -109,13 +119,8 @@ impl Namespace {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             // Cookies differ across restarts, so a handle from before one
             // is never taken for a new lock.
-            next_cookie: AtomicU64::new(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-                    | 1,
-            ),
+            next_cookie: AtomicU64::new(first_cookie),
+            first_cookie,
             ep: OnceLock::new(),
             stats: LdlmStats::default(),
             unreachable: Mutex::new(HashSet::new()),
@@ -248,6 +253,30 @@ impl Namespace {
             // Already gone (called back meanwhile): the holder's wish is met.
             None => Ok(()),
         }
+    }
+
+    /// Whether bytes `client` gathered under its lock `handle` on `fid`
+    /// may still be written. A lock this run granted that the client no
+    /// longer holds was taken by an eviction (one called back is flushed
+    /// before it is given up, and a client never gives up a lock its
+    /// gathered bytes lie under): the bytes are older than whatever the
+    /// client that evicted it wrote since, and are refused with ENOLCK.
+    /// A handle from before this OSS started cannot be checked (locks are
+    /// not replayed): that write goes on as an unlocked one.
+    pub fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
+        if !(self.first_cookie..self.next_cookie.load(Ordering::Relaxed)).contains(&handle.0) {
+            return Ok(());
+        }
+        let held = self.existing(&fid).is_some_and(|res| {
+            let st = res.state.lock().expect("resource lock");
+            st.res.locks.iter().any(|l| l.handle == handle && l.owner == Owner::Client(client))
+        });
+        if held {
+            return Ok(());
+        }
+        self.stats.stale_writes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(ns = %self.name, %client, %fid, ?handle, "refusing bytes gathered under a lock the client lost to an eviction");
+        Err(Errno::ENOLCK)
     }
 
     /// Before a write, punch or truncate of `extent` that came from

@@ -260,7 +260,7 @@ impl OstDriver {
                     }
                     let segs = vec![ex.handle()];
                     let op = if write {
-                        OstRequest::Write { fid, offset, len: RPC, segs, crc, sync: false }
+                        OstRequest::Write { fid, offset, len: RPC, segs, crc, sync: false, lock: None }
                     } else {
                         OstRequest::Read { fid, offset, len: RPC, segs }
                     };
@@ -308,13 +308,15 @@ impl OstDriver {
                     let offset = rng.below(blocks) * SMALL;
                     let segs = vec![ex.handle()];
                     let (op, data) = match (write, short) {
-                        (true, false) => {
-                            (OstRequest::Write { fid, offset, len: SMALL, segs, crc, sync: false }, &[][..])
-                        }
+                        (true, false) => (
+                            OstRequest::Write { fid, offset, len: SMALL, segs, crc, sync: false, lock: None },
+                            &[][..],
+                        ),
                         (false, false) => (OstRequest::Read { fid, offset, len: SMALL, segs }, &[][..]),
-                        (true, true) => {
-                            (OstRequest::WriteShort { fid, offset, crc, sync: false }, buf.as_slice())
-                        }
+                        (true, true) => (
+                            OstRequest::WriteShort { fid, offset, crc, sync: false, lock: None },
+                            buf.as_slice(),
+                        ),
                         (false, true) => (OstRequest::ReadShort { fid, offset, len: SMALL }, &[][..]),
                     };
                     match me.call_with_data(op, data).await? {
