@@ -153,15 +153,13 @@ async fn survey(fs: &BenchFs, dir: &Path, a: &OstBench, tcp: Option<f64>) -> Res
              rewrite {rewrite_cpu:.2} s/GiB, read {read_cpu:.2} s/GiB"
         );
         // Each by bulk and as short I/O (the data inside the RPC, as the
-        // client sends transfers up to `short_io_bytes`).
-        let dur = Duration::from_secs(a.seconds);
-        let bulk = ost.random(fid, a.size, a.inflight, dur, true, false).await?;
-        let short = ost.random(fid, a.size, a.inflight, dur, true, true).await?;
+        // client sends transfers up to `short_io_bytes`), taking turns a
+        // second at a time so a machine whose speed drifts treats both alike.
+        let (bulk, short) = ost.random_both(fid, a.size, a.inflight, a.seconds, true).await?;
         let f = fio("randwrite", SMALL, secs).run_async().await?;
         print_iops("rand write 4 KiB, bulk", bulk, f);
         print_iops("rand write 4 KiB, short I/O", short, f);
-        let bulk = ost.random(fid, a.size, a.inflight, dur, false, false).await?;
-        let short = ost.random(fid, a.size, a.inflight, dur, false, true).await?;
+        let (bulk, short) = ost.random_both(fid, a.size, a.inflight, a.seconds, false).await?;
         let f = fio("randread", SMALL, secs).run_async().await?;
         print_iops("rand read  4 KiB, bulk", bulk, f);
         print_iops("rand read  4 KiB, short I/O", short, f);
@@ -277,6 +275,25 @@ impl OstDriver {
             r.context("benchmark task")??;
         }
         Ok(size as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// Operations per second by bulk and as short I/O, over `seconds`
+    /// one-second turns of each.
+    async fn random_both(
+        &self,
+        fid: Fid,
+        size: u64,
+        inflight: usize,
+        seconds: u64,
+        write: bool,
+    ) -> Result<(f64, f64)> {
+        let (mut bulk, mut short) = (0.0, 0.0);
+        let turns = seconds.max(1);
+        for _ in 0..turns {
+            bulk += self.random(fid, size, inflight, Duration::from_secs(1), write, false).await?;
+            short += self.random(fid, size, inflight, Duration::from_secs(1), write, true).await?;
+        }
+        Ok((bulk / turns as f64, short / turns as f64))
     }
 
     /// 4 KiB writes or reads at random aligned offsets of `[0, size)`,
