@@ -367,20 +367,7 @@ impl Oss {
         segs: Vec<fabric::BulkHandle>,
     ) -> Result<OstReply, Errno> {
         self.check_bulk(len, &segs)?;
-        if let Some(e) = LockExtent::of_range(offset, len) {
-            target.ldlm.lock_read(req.from, fid, e).await?;
-        }
-        let buf: PoolBuf = self.bufs.get().await;
-        let store = target.store.clone();
-        let (mut buf, got) = self
-            .io
-            .run(move || {
-                let mut buf = buf;
-                let r = store.read(fid, offset, &mut buf[..len as usize]);
-                (buf, r)
-            })
-            .await?;
-        let got = got.map_err(ost_err)?;
+        let (mut buf, got) = self.read_into(req, target, fid, offset, len, &self.bufs).await?;
         let crc = crc32c::crc32c(&buf[..got]);
         // Push only the bytes the object holds; the client zero-fills the rest.
         let mut at = 0usize;
@@ -397,6 +384,34 @@ impl Oss {
         }
         target.stats.read.add(got as u64);
         Ok(OstReply::ReadDone { len: got as u64, crc })
+    }
+
+    /// Reads up to `len` bytes at `offset` into a buffer of `pool`, once
+    /// other clients' overlapping PW locks (and the bytes they gathered)
+    /// are called back; the buffer and how many bytes the object held.
+    async fn read_into(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        len: u64,
+        pool: &Arc<BufferPool>,
+    ) -> Result<(PoolBuf, usize), Errno> {
+        if let Some(e) = LockExtent::of_range(offset, len) {
+            target.ldlm.lock_read(req.from, fid, e).await?;
+        }
+        let buf: PoolBuf = pool.get().await;
+        let store = target.store.clone();
+        let (buf, got) = self
+            .io
+            .run(move || {
+                let mut buf = buf;
+                let r = store.read(fid, offset, &mut buf[..len as usize]);
+                (buf, r)
+            })
+            .await?;
+        Ok((buf, got.map_err(ost_err)?))
     }
 
     /// A write whose bytes came inside the request.
@@ -443,20 +458,7 @@ impl Oss {
         if len > MAX_SHORT_IO_BYTES as u64 {
             return Err(Errno::EINVAL);
         }
-        if let Some(e) = LockExtent::of_range(offset, len) {
-            target.ldlm.lock_read(req.from, fid, e).await?;
-        }
-        let buf: PoolBuf = self.short_bufs.get().await;
-        let store = target.store.clone();
-        let (buf, got) = self
-            .io
-            .run(move || {
-                let mut buf = buf;
-                let r = store.read(fid, offset, &mut buf[..len as usize]);
-                (buf, r)
-            })
-            .await?;
-        let got = got.map_err(ost_err)?;
+        let (buf, got) = self.read_into(req, target, fid, offset, len, &self.short_bufs).await?;
         let data = &buf[..got];
         target.stats.read.add(got as u64);
         Ok(encode_ost_reply(&OstReply::ReadShort { crc: crc32c::crc32c(data) }, data))
