@@ -44,9 +44,7 @@ impl ReadBytes {
             return ReadBytes(Bytes::Shared { block, range });
         }
         let mut out = vec![0u8; len];
-        for p in &pieces {
-            out[p.at..p.at + p.len].copy_from_slice(p.bytes());
-        }
+        CachedPiece::copy_all(&pieces, &mut out);
         ReadBytes(Bytes::Owned(out))
     }
 }

@@ -199,6 +199,13 @@ impl CachedPiece {
     pub fn into_shared(self) -> (Arc<DataBuf>, std::ops::Range<usize>) {
         (self.block, self.from..self.from + self.len)
     }
+
+    /// Copies each piece to its place in `out`, the read's buffer.
+    pub fn copy_all(pieces: &[CachedPiece], out: &mut [u8]) {
+        for p in pieces {
+            out[p.at..p.at + p.len].copy_from_slice(p.bytes());
+        }
+    }
 }
 
 impl Client {
@@ -210,9 +217,7 @@ impl Client {
         off: u64,
         out: &mut [u8],
     ) -> Option<usize> {
-        for p in self.cached(layout, off, out.len() as u64).await? {
-            out[p.at..p.at + p.len].copy_from_slice(p.bytes());
-        }
+        CachedPiece::copy_all(&self.cached(layout, off, out.len() as u64).await?, out);
         Some(out.len())
     }
 

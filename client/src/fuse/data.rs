@@ -108,11 +108,9 @@ impl Mounted {
     pub async fn read(&self, fh: u64, off: u64, size: u32) -> R<ReadBytes> {
         let h = self.handles.file(fh)?;
         self.send_inode(h.ino).await;
-        let Some(layout) = &h.layout else { return Ok(ReadBytes::empty()) };
-        if off >= MAX_FILE_SIZE {
+        let (Some(layout), Some(len)) = (&h.layout, readable_len(off, size)) else {
             return Ok(ReadBytes::empty());
-        }
-        let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
+        };
         self.client.pread_shared(layout, off, len).await.or_errno()
     }
 
@@ -125,12 +123,9 @@ impl Mounted {
         if !self.handles.files_of(h.ino).iter().all(clean) {
             return Ok(None);
         }
-        let nothing = || Ok(Some(ReadStart::Done(ReadBytes::empty())));
-        let Some(layout) = &h.layout else { return nothing() };
-        if off >= MAX_FILE_SIZE {
-            return nothing();
-        }
-        let len = u64::from(size).min(MAX_FILE_SIZE - off) as usize;
+        let (Some(layout), Some(len)) = (&h.layout, readable_len(off, size)) else {
+            return Ok(Some(ReadStart::Done(ReadBytes::empty())));
+        };
         self.client.pread_start(layout, off, len).map(Some).or_errno()
     }
 
@@ -211,4 +206,10 @@ impl Mounted {
         }
         flushed
     }
+}
+
+/// How much of a `size`-byte read at `off` can hold data: none from the
+/// largest file size on.
+fn readable_len(off: u64, size: u32) -> Option<usize> {
+    (off < MAX_FILE_SIZE).then(|| u64::from(size).min(MAX_FILE_SIZE - off) as usize)
 }
