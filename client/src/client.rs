@@ -194,7 +194,7 @@ impl Client {
                     peer: server(nid),
                     index: t.index,
                     in_flight: InFlight::new(self.tunables.max_rpcs_in_flight),
-                    short_io: AtomicUsize::new(self.tunables.short_io_bytes),
+                    short_io: AtomicUsize::new(self.tunables.short_io_bytes.min(proto::MAX_SHORT_IO_BYTES)),
                     stats: self.metrics.ost_link(&self.spec.fsname, t.index),
                 })
             });
@@ -273,7 +273,7 @@ impl Client {
     /// RPC rather than by bulk.
     pub(crate) fn is_short_io(&self, ost: u32, len: u64) -> bool {
         let osts = self.osts.read().expect("osts lock");
-        osts.get(&ost).is_some_and(|l| len <= l.short_io.load(Ordering::Relaxed) as u64)
+        osts.get(&ost).is_some_and(|l| len > 0 && len <= l.short_io.load(Ordering::Relaxed) as u64)
     }
 
     /// Looks up `name` in `parent`.

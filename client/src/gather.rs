@@ -55,6 +55,11 @@ impl Gather {
         Gather { cap, start: 0, buf: None, bufs, under: Vec::new() }
     }
 
+    /// The locks noted for what is gathered, by object.
+    pub fn noted_locks(&self) -> &[(Fid, LockHandle)] {
+        &self.under
+    }
+
     /// Notes that the next bytes of `fid` are gathered under `handle`.
     pub fn note_lock(&mut self, fid: Fid, handle: LockHandle) {
         if !self.under.iter().any(|(f, _)| *f == fid) {

@@ -270,6 +270,12 @@ impl LockCache {
         self.lock().map.get(&fid).is_some_and(|o| o.covered_for(e, mode))
     }
 
+    /// Whether `handle` is one of the locks this client holds on `fid`
+    /// (being called back or not).
+    pub fn holds(&self, fid: Fid, handle: LockHandle) -> bool {
+        self.lock().map.get(&fid).is_some_and(|o| o.locks.iter().any(|l| l.handle == handle))
+    }
+
     /// The handle of a lock of at least `mode` covering `e` of `fid`.
     pub fn handle_covering(&self, fid: Fid, e: &LockExtent, mode: LockMode) -> Option<LockHandle> {
         self.lock().map.get(&fid)?.covering(e, mode).map(|l| l.handle)
@@ -472,6 +478,11 @@ impl LockCache {
         o.writers.push(Arc::downgrade(w));
     }
 
+    /// The objects some open file of this client writes to.
+    fn fids_with_writers(&self) -> Vec<Fid> {
+        self.lock().map.iter().filter(|(_, o)| o.has_writers()).map(|(fid, _)| *fid).collect()
+    }
+
     pub(crate) fn writers_of(&self, fid: Fid) -> Vec<Arc<WriteBack>> {
         let objs = self.lock();
         objs.map.get(&fid).map(|o| o.writers.iter().filter_map(Weak::upgrade).collect()).unwrap_or_default()
@@ -573,8 +584,11 @@ impl Service for CallbackService {
                         return Err(Errno::EINVAL);
                     }
                     // Gathered writes under a PW lock reach the OST before
-                    // the lock goes, so the one who needs it sees them.
-                    if self.cache.begin_callback(fid, handle) == Some(LockMode::PW) {
+                    // the lock goes, so the one who needs it sees them. A
+                    // lock this client no longer knows (dropped when its
+                    // connection went, though the OST kept it) may still
+                    // have bytes gathered under it: those go too.
+                    if self.cache.begin_callback(fid, handle) != Some(LockMode::PR) {
                         for w in self.cache.writers_of(fid) {
                             w.flush_for_callback().await;
                         }
@@ -675,6 +689,13 @@ impl Client {
     /// Gives back every lock this client holds and drops its cache (before
     /// an unmount, or to start cold).
     pub async fn cancel_locks(&self) -> Result<()> {
+        // Bytes gathered under the locks go first: given up, the locks
+        // could not vouch for them.
+        for fid in self.locks.fids_with_writers() {
+            for w in self.locks.writers_of(fid) {
+                w.send().await;
+            }
+        }
         let mut first_err = None;
         let taken = self.locks.take_all();
         self.locks.lost(taken.iter().map(|(_, fid, _)| *fid));

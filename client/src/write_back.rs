@@ -86,6 +86,15 @@ impl WriteBack {
                 self.client.locks.add_writer(*fid, self);
             }
             let mut gather = self.gather.lock().await;
+            // Bytes gathered under a lock this client has since dropped (its
+            // connection went) go out first, under the lock they name: the
+            // new bytes will name the new one.
+            if self.names_a_dropped_lock(&gather)
+                && let Some(e) = gather.take()
+            {
+                let under = gather.locks_taken();
+                self.dispatch(e, under).await;
+            }
             // A callback between the grant and here took the lock away.
             if !self.note_locks(&mut gather, &objects) {
                 continue;
@@ -132,7 +141,7 @@ impl WriteBack {
             self.client.locks.add_writer(*fid, self);
         }
         let Ok(mut gather) = self.gather.clone().try_lock_owned() else { return false };
-        if !self.note_locks(&mut gather, &objects) {
+        if self.names_a_dropped_lock(&gather) || !self.note_locks(&mut gather, &objects) {
             return false;
         }
         let ready = gather.add(off, data);
@@ -219,6 +228,11 @@ impl WriteBack {
             }
         }
         Ok(out)
+    }
+
+    /// Whether what is gathered names a lock this client no longer holds.
+    fn names_a_dropped_lock(&self, gather: &Gather) -> bool {
+        gather.noted_locks().iter().any(|(fid, h)| !self.client.locks.holds(*fid, *h))
     }
 
     /// Whether this client holds PW locks over every object extent of a

@@ -496,3 +496,48 @@ async fn gathered_writes_of_an_evicted_client_are_refused_and_reported() {
     assert!(back == fill(4096, 2), "the evicted client's older bytes overwrote the newer ones");
     fs.shutdown();
 }
+
+/// A dropped connection that was no eviction (the OST kept the client's
+/// locks) costs no gathered write. The client forgets its locks when it
+/// sees the loss, but the bytes it gathered under them still go out under
+/// the lock they name: when another client's access calls that lock back
+/// (the client no longer knows it, and flushes anyway), or before the
+/// writer's next write, which takes a new lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gathered_writes_survive_a_dropped_connection() {
+    let fs = TestFs::start(1).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let other = file(&a, "other", MIB).await;
+    let w = a.open(&cred, "/blip", new, 0o644).await.unwrap();
+    let oss = fs.osses[0].endpoint.id();
+
+    // A gathers, loses its connection, and learns of it (reading another
+    // file of the OST, which reconnects): it forgets its locks.
+    w.pwrite(0, &fill(4096, 1)).await.unwrap();
+    a.endpoint().tcp().disconnect(oss);
+    read_along(&a, &other, 0, MIB, &fill(MIB, 1)).await;
+    // B's read calls back the lock A forgot.
+    let flushed = || a.lock_stats().callback_flushed_bytes.load(Ordering::Relaxed);
+    let before = flushed();
+    let r = b.open(&cred, "/blip", libc::O_RDONLY, 0).await.unwrap();
+    let mut back = vec![0u8; 4096];
+    assert_eq!(r.pread(0, &mut back).await.unwrap(), 4096);
+    assert!(back == fill(4096, 1), "B misses what A gathered before its connection dropped");
+    assert_eq!(flushed() - before, 4096, "the callback did not send A's gathered bytes");
+
+    // Dropped again with bytes gathered: A's next write sends them first.
+    w.pwrite(4096, &fill(4096, 2)).await.unwrap();
+    a.endpoint().tcp().disconnect(oss);
+    w.pwrite(8192, &fill(4096, 3)).await.unwrap();
+    w.close().await.unwrap();
+    let mut back = vec![0u8; 3 * 4096];
+    assert_eq!(r.pread(0, &mut back).await.unwrap(), 3 * 4096);
+    assert!(back[4096..8192] == fill(4096, 2) && back[8192..] == fill(4096, 3));
+    r.close().await.unwrap();
+    assert_eq!(ost_stat(&fs, |s| s.stale_writes.load(Ordering::Relaxed)), 0);
+    assert_eq!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)), 0);
+    fs.shutdown();
+}

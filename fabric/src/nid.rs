@@ -173,6 +173,14 @@ pub struct ProcessId {
     pub pid: u32,
 }
 
+impl ProcessId {
+    /// Whether both name one process, whichever network each came over
+    /// (a client reaching a server over o2ib and over tcp is one client).
+    pub fn same_process(&self, other: &ProcessId) -> bool {
+        self.nid.addr == other.nid.addr && self.pid == other.pid
+    }
+}
+
 /// Process ids on a node.
 pub struct Pid;
 

@@ -18,6 +18,8 @@ const PULL: u16 = 2;
 const PUSH: u16 = 3;
 const SLOW_COUNT: u16 = 4;
 const WHERE: u16 = 5;
+/// SLOW_COUNT, declared idempotent: its replies are not cached.
+const SLOW_COUNT_AGAIN: u16 = 6;
 
 /// A loopback address of this test's own, so tests run in parallel.
 fn unique_nid() -> Nid {
@@ -67,7 +69,7 @@ impl Service for TestService {
                     r.map_err(|e| e.errno())?;
                     Ok(Vec::new())
                 }
-                SLOW_COUNT => {
+                SLOW_COUNT | SLOW_COUNT_AGAIN => {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     Ok(self.runs.fetch_add(1, Ordering::SeqCst).to_le_bytes().to_vec())
                 }
@@ -75,6 +77,10 @@ impl Service for TestService {
                 _ => Err(Errno::EOPNOTSUPP),
             }
         })
+    }
+
+    fn idempotent(&self, opcode: u16) -> bool {
+        opcode == SLOW_COUNT_AGAIN
     }
 }
 
@@ -205,6 +211,21 @@ async fn resend_after_lost_connection_runs_once() {
     assert_eq!(r.body(), 0u64.to_le_bytes());
     assert_eq!(svc.runs.load(Ordering::SeqCst), 1, "the resent request ran once");
     assert!(client.stats().resends.load(Ordering::Relaxed) >= 1);
+}
+
+/// A request its service declares idempotent keeps no reply in the reply
+/// cache: resent, it runs again, and the caller still gets an answer.
+#[tokio::test]
+async fn an_idempotent_request_resent_runs_again() {
+    let (server, client, srv, svc) = pair().await;
+    let c2 = client.clone();
+    let call = tokio::spawn(async move { c2.call(srv, PORTAL, SLOW_COUNT_AGAIN, b"").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.tcp().disconnect(srv);
+    call.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(svc.runs.load(Ordering::SeqCst), 2, "the resent request ran again");
+    assert_eq!(server.stats().replays.load(Ordering::Relaxed), 0, "nothing came from the reply cache");
 }
 
 #[tokio::test]

@@ -69,7 +69,7 @@ const OST: &[FamilySpec] = &[
     ),
     FamilySpec::counter(
         "glint_ost_ldlm_stale_writes_total",
-        "Writes refused because the lock their bytes were gathered under went with an eviction.",
+        "Writes refused because the lock their bytes were gathered under was taken from the client (evicted).",
         &["target"],
     ),
 ];

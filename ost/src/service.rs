@@ -4,7 +4,7 @@
 //! client's exposed range.
 
 use crate::io_threads::IoThreads;
-use crate::ldlm::{LdlmConfig, Namespace};
+use crate::ldlm::{IoGuard, LdlmConfig, Namespace};
 use crate::{ObjTimes, ObjectStore, OstError};
 use fabric::metrics::{OpHistograms, Samples};
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
@@ -12,8 +12,8 @@ use fabric::{BufferPool, Errno, Nid, Pid, PoolBuf, ProcessId};
 use prometheus::HistogramVec;
 use proto::ost::MAX_RPC_BYTES;
 use proto::{
-    LockExtent, MAX_SHORT_IO_BYTES, MgsReply, MgsRequest, OstReply, OstRequest, TargetInfo, TargetKind,
-    decode, decode_ost_call, encode, encode_ost_reply, portal,
+    LockExtent, LockHandle, MAX_SHORT_IO_BYTES, MgsReply, MgsRequest, OstReply, OstRequest, TargetInfo,
+    TargetKind, decode, decode_ost_call, encode, encode_ost_reply, portal,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -230,19 +230,14 @@ impl Oss {
                     OstReply::Done
                 }
                 OstRequest::Write { fid, offset, len, segs, crc, sync, lock } => {
-                    if let Some(h) = lock {
-                        target.ldlm.check_gathered(req.from, fid, h)?;
-                    }
-                    self.write(&req, &target, fid, offset, len, segs, crc, sync).await?
+                    self.write(&req, &target, fid, offset, len, segs, crc, sync, lock).await?
                 }
                 OstRequest::Read { fid, offset, len, segs } => {
                     self.read(&req, &target, fid, offset, len, segs).await?
                 }
                 OstRequest::WriteShort { fid, offset, crc, sync, lock } => {
-                    if let Some(h) = lock {
-                        target.ldlm.check_gathered(req.from, fid, h)?;
-                    }
-                    self.write_short(&req, &target, fid, offset, &req.body()[data_at..], crc, sync).await?
+                    let data = &req.body()[data_at..];
+                    self.write_short(&req, &target, fid, offset, data, crc, sync, lock).await?
                 }
                 OstRequest::ReadShort { .. } => unreachable!("answered above"),
                 OstRequest::Punch { fid, offset, len } => {
@@ -329,14 +324,12 @@ impl Oss {
         segs: Vec<fabric::BulkHandle>,
         crc: u32,
         sync: bool,
+        lock: Option<LockHandle>,
     ) -> Result<OstReply, Errno> {
         self.check_bulk(len, &segs)?;
         // The range is held before a pool buffer is taken: a write waiting
         // for a callback must not keep the buffer the holder's flush needs.
-        let _io = match LockExtent::of_range(offset, len) {
-            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
-            None => None,
-        };
+        let _io = self.lock_write(req, target, fid, offset, len, lock).await?;
         let mut buf: PoolBuf = self.bufs.get().await;
         let mut at = 0usize;
         for seg in segs {
@@ -386,6 +379,35 @@ impl Oss {
         Ok(OstReply::ReadDone { len: got as u64, crc })
     }
 
+    /// Holds `[offset, offset + len)` of `fid` for a write, other
+    /// clients' locks over it called back first; then, for bytes gathered
+    /// under the client's lock `lock`, checks that the lock is still the
+    /// client's. Checked once the range is held, so no eviction can hand
+    /// the range to another client between the check and the write.
+    async fn lock_write(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        len: u64,
+        lock: Option<LockHandle>,
+    ) -> Result<Option<IoGuard>, Errno> {
+        let io = match LockExtent::of_range(offset, len) {
+            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
+            None => None,
+        };
+        if let Some(h) = lock
+            && let Err(e) = target.ldlm.check_gathered(req.from, fid, h)
+        {
+            // A write to an object that is gone is ENOENT, whatever its lock.
+            let store = target.store.clone();
+            self.disk(move || store.getattr(fid)).await?;
+            return Err(e);
+        }
+        Ok(io)
+    }
+
     /// Reads up to `len` bytes at `offset` into a buffer of `pool`, once
     /// other clients' overlapping PW locks (and the bytes they gathered)
     /// are called back; the buffer and how many bytes the object held.
@@ -425,6 +447,7 @@ impl Oss {
         data: &[u8],
         crc: u32,
         sync: bool,
+        lock: Option<LockHandle>,
     ) -> Result<OstReply, Errno> {
         let got = crc32c::crc32c(data);
         if got != crc {
@@ -433,10 +456,7 @@ impl Oss {
             return Err(Errno::EBADMSG);
         }
         let len = data.len();
-        let _io = match LockExtent::of_range(offset, len as u64) {
-            Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
-            None => None,
-        };
+        let _io = self.lock_write(req, target, fid, offset, len as u64, lock).await?;
         // Copied into an aligned buffer, so the disk write can be direct.
         let mut buf: PoolBuf = self.short_bufs.get().await;
         buf[..len].copy_from_slice(data);
@@ -468,6 +488,12 @@ impl Oss {
 impl Service for Oss {
     fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
         Box::pin(self.serve(req))
+    }
+
+    /// Reads (bulk and short: a short read's reply holds up to 32 KiB),
+    /// getattr and statfs.
+    fn idempotent(&self, opcode: u16) -> bool {
+        matches!(opcode, 1 | 3 | 13)
     }
 }
 

@@ -134,6 +134,14 @@ pub type Response = Result<Vec<u8>, Errno>;
 /// A service on one portal.
 pub trait Service: Send + Sync + 'static {
     fn handle(self: Arc<Self>, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    /// Whether running `opcode` twice does no harm (a read): its replies
+    /// are not kept in the reply cache, which holds every other reply
+    /// until the client has seen it, so large read replies cost no memory
+    /// there.
+    fn idempotent(&self, _opcode: u16) -> bool {
+        false
+    }
 }
 
 /// Moves bulk between a server's buffers and the ranges the requesting
@@ -597,7 +605,10 @@ impl Endpoint {
             self.spawn_reply(from, &header, Err(Errno::EOPNOTSUPP), Duration::ZERO, false);
             return;
         };
-        match inner.replies.begin(reply_key(from), header.xid, header.aux) {
+        let cache = !service.idempotent(header.opcode);
+        let begin =
+            if cache { inner.replies.begin(reply_key(from), header.xid, header.aux) } else { Begin::Run };
+        match begin {
             Begin::Running => {}
             Begin::Replay(reply) => {
                 inner.stats.replays.fetch_add(1, Ordering::Relaxed);
@@ -629,7 +640,7 @@ impl Endpoint {
                     latency.observe(header.opcode, || header.opcode.to_string(), took.as_secs_f64());
                     ep.inner.stats.requests_handled.fetch_add(1, Ordering::Relaxed);
                     ep.inner.stats.serving.fetch_sub(1, Ordering::Relaxed);
-                    ep.send_reply(from, &header, response, took, true).await;
+                    ep.send_reply(from, &header, response, took, cache).await;
                 });
                 self.dispatch(from, job);
             }

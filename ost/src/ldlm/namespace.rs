@@ -257,25 +257,31 @@ impl Namespace {
 
     /// Whether bytes `client` gathered under its lock `handle` on `fid`
     /// may still be written. A lock this run granted that the client no
-    /// longer holds was taken by an eviction (one called back is flushed
-    /// before it is given up, and a client never gives up a lock its
-    /// gathered bytes lie under): the bytes are older than whatever the
-    /// client that evicted it wrote since, and are refused with ENOLCK.
-    /// A handle from before this OSS started cannot be checked (locks are
-    /// not replayed): that write goes on as an unlocked one.
+    /// longer holds was taken from it, by an eviction or the sweep of
+    /// holders without a connection (a lock called back is flushed before
+    /// it is answered, and the client sends its gathered bytes before it
+    /// gives a lock up itself): the bytes may be older than what another
+    /// client wrote since, and are refused with ENOLCK. A handle from
+    /// before this OSS started cannot be checked (locks are not replayed):
+    /// that write goes on as an unlocked one. Runs are told apart by the
+    /// clock (handles start at its nanoseconds), so a clock set back past
+    /// the last run's start makes old handles look like this run's.
     pub fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
         if !(self.first_cookie..self.next_cookie.load(Ordering::Relaxed)).contains(&handle.0) {
             return Ok(());
         }
         let held = self.existing(&fid).is_some_and(|res| {
             let st = res.state.lock().expect("resource lock");
-            st.res.locks.iter().any(|l| l.handle == handle && l.owner == Owner::Client(client))
+            st.res
+                .locks
+                .iter()
+                .any(|l| l.handle == handle && matches!(l.owner, Owner::Client(c) if c.same_process(&client)))
         });
         if held {
             return Ok(());
         }
         self.stats.stale_writes.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(ns = %self.name, %client, %fid, ?handle, "refusing bytes gathered under a lock the client lost to an eviction");
+        tracing::warn!(ns = %self.name, %client, %fid, ?handle, "refusing bytes gathered under a lock the client no longer holds (evicted)");
         Err(Errno::ENOLCK)
     }
 
