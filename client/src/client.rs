@@ -161,9 +161,10 @@ impl Client {
             MdsReply::Connected { root } => root,
             _ => return Err(ClientError::UnexpectedReply { service: "MDS" }),
         };
-        let client = Client { root, ..client };
+        let client = Arc::new(Client { root, ..client });
+        crate::pinger::start(&client);
         tracing::info!(fs = %spec, osts = config.osts.len(), "mounted");
-        Ok(Arc::new(client))
+        Ok(client)
     }
 
     async fn fetch_config(ep: &Endpoint, mgs: ProcessId, fsname: &str) -> Result<FsConfig> {
@@ -267,6 +268,11 @@ impl Client {
         data: impl FnOnce(&mut Vec<u8>) -> Result<()>,
     ) -> Result<OstAnswer> {
         ost_exchange(&self.ep, &*self.ost_link(index).await?, req, data).await
+    }
+
+    /// The OSS that serves OST `ost`.
+    pub(crate) fn ost_peer(&self, ost: u32) -> Option<ProcessId> {
+        self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer)
     }
 
     /// Whether a transfer of `len` bytes to or from `ost` goes inside its

@@ -16,6 +16,7 @@ mod join;
 mod locks;
 pub mod metrics;
 mod mount_spec;
+mod pinger;
 mod readahead;
 mod tunables;
 mod write_back;

@@ -541,3 +541,27 @@ async fn gathered_writes_survive_a_dropped_connection() {
     assert_eq!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)), 0);
     fs.shutdown();
 }
+
+/// A client whose connection to an OSS drops while it holds locks there
+/// connects again by itself (its pinger), so the OSS's callbacks reach it
+/// and it is not evicted: another client's read gets the bytes it gathered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_lost_its_connection_is_called_back_not_evicted() {
+    let fs = TestFs::start(1).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let w = a.open(&cred, "/idle", new, 0o644).await.unwrap();
+    w.pwrite(0, &fill(4096, 1)).await.unwrap();
+    // A loses its connection and does nothing more.
+    a.endpoint().tcp().disconnect(fs.osses[0].endpoint.id());
+    let r = b.open(&cred, "/idle", libc::O_RDONLY, 0).await.unwrap();
+    let mut back = vec![0u8; 4096];
+    assert_eq!(r.pread(0, &mut back).await.unwrap(), 4096);
+    assert!(back == fill(4096, 1), "B misses what A gathered");
+    assert_eq!(ost_stat(&fs, |s| s.evictions.load(Ordering::Relaxed)), 0, "A was evicted");
+    w.close().await.unwrap();
+    r.close().await.unwrap();
+    fs.shutdown();
+}

@@ -1,0 +1,61 @@
+//! The client's pinger, as a Lustre client pings its targets: a connection
+//! to an OSS that went (a network blip, a restart) is made again while
+//! this client holds locks there. Clients do not listen, so until the
+//! client connects again the OSS's blocking callbacks cannot reach it, and
+//! a holder that cannot be reached within the callback timeout is evicted,
+//! which costs it its cache and its gathered writes.
+
+use crate::client::Client;
+use proto::OstRequest;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often lost connections are looked for: well inside the OSTs'
+/// callback timeout (10 s by default).
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the pinger of `client`; it stops when the client is dropped.
+pub(crate) fn start(client: &Arc<Client>) {
+    let weak = Arc::downgrade(client);
+    tokio::spawn(async move {
+        // Per OST: the connection losses made good, and whether a ping is
+        // on its way.
+        let state = Arc::new(Mutex::new((HashMap::<u32, u64>::new(), HashSet::<u32>::new())));
+        loop {
+            tokio::time::sleep(PING_INTERVAL).await;
+            let Some(c) = weak.upgrade() else { return };
+            for ost in c.ost_indices() {
+                let Some(peer) = c.ost_peer(ost) else { continue };
+                let losses = c.endpoint().connection_losses(peer);
+                {
+                    let mut st = state.lock().expect("pinger state");
+                    let (seen, pinging) = &mut *st;
+                    if losses <= seen.get(&ost).copied().unwrap_or(0) || pinging.contains(&ost) {
+                        continue;
+                    }
+                    if c.lock_count_on(ost) == 0 {
+                        // Nothing for a callback to reach: the next RPC connects.
+                        seen.insert(ost, losses);
+                        continue;
+                    }
+                    pinging.insert(ost);
+                }
+                let (c, state) = (c.clone(), state.clone());
+                tokio::spawn(async move {
+                    let req = OstRequest::Connect { fsname: c.fsname().to_string(), index: ost };
+                    let made = c.ost(ost, &req).await;
+                    let mut st = state.lock().expect("pinger state");
+                    match made {
+                        Ok(_) => {
+                            st.0.insert(ost, losses);
+                            tracing::info!(ost, "connected again to the OST after a lost connection");
+                        }
+                        Err(e) => tracing::warn!(ost, error = %e, "cannot reach the OST again; trying on"),
+                    }
+                    st.1.remove(&ost);
+                });
+            }
+        }
+    });
+}
