@@ -128,7 +128,7 @@ impl Oss {
                 .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
             let ops = OpHistograms::new(latency.clone(), &[&store.label().target_name()]);
             let ns = format!("filter-{}_UUID", store.label().target_name());
-            let ldlm = Namespace::new(ns, t.index, cfg.ldlm.clone());
+            let ldlm = Namespace::new(ns, t.index, cfg.ldlm.clone(), store.run());
             let target = Target { store: Arc::new(store), stats: TargetStats::default(), latency: ops, ldlm };
             targets.insert(t.index, Arc::new(target));
         }

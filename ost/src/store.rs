@@ -69,7 +69,12 @@ pub struct ObjectStore {
     seqs: RwLock<HashSet<u64>>,
     last_ids: RwLock<HashMap<u64, Arc<Mutex<LastId>>>>,
     root_file: File,
+    /// How many times the target has been opened, this time included.
+    run: u32,
 }
+
+/// The count of the target's runs (opens), kept as LAST_ID is.
+const RUNS_FILE: &str = "RUNS";
 
 fn check_range(fid: Fid, off: u64, len: u64) -> Result<u64> {
     match off.checked_add(len) {
@@ -135,7 +140,10 @@ impl ObjectStore {
         let _ = std::fs::remove_file(dir.join(format!("{LABEL_FILE}.tmp")));
         let direct_io = opts.direct_io && direct_io::probe(dir);
         let root_file = File::open(dir).map_err(|e| OstError::io(format!("open {}", dir.display()), e))?;
-        tracing::info!(dir = %dir.display(), target = %label.target_name(), direct_io, "target opened");
+        let mut runs = LastId::open(&dir.join(RUNS_FILE))?;
+        let run = runs.get() + 1;
+        runs.advance(run)?;
+        tracing::info!(dir = %dir.display(), target = %label.target_name(), direct_io, run, "target opened");
         Ok(ObjectStore {
             root: dir.to_path_buf(),
             label,
@@ -145,7 +153,15 @@ impl ObjectStore {
             seqs: RwLock::new(HashSet::new()),
             last_ids: RwLock::new(HashMap::new()),
             root_file,
+            run,
         })
+    }
+
+    /// Which run of the target this is: 1 the first time it is opened, one
+    /// more each time after (durably counted), so what was handed out in a
+    /// run can be told from an earlier run's.
+    pub fn run(&self) -> u32 {
+        self.run
     }
 
     pub fn label(&self) -> &Label {

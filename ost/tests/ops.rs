@@ -166,6 +166,18 @@ fn precreate_and_last_id_survive_reopen() {
     assert!(dir.join(format!("O/{seq:x}/LAST_ID")).is_file());
 }
 
+/// Each open of a target is a new run, counted durably: lock handles of a
+/// run are told from an earlier run's by it.
+#[test]
+fn each_open_is_a_new_run() {
+    let t = target();
+    assert_eq!(t.store.run(), 1);
+    let dir = t.dir.path().to_path_buf();
+    drop(t.store);
+    assert_eq!(ObjectStore::open(&dir, FS, INDEX).unwrap().run(), 2);
+    assert_eq!(ObjectStore::open(&dir, FS, INDEX).unwrap().run(), 3);
+}
+
 #[test]
 fn precreate_rejects_bad_batches() {
     let t = target();

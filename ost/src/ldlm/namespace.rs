@@ -64,6 +64,10 @@ struct ResState {
     dead: bool,
 }
 
+/// Lock handles of a run start at the run's number shifted this far: 2^43
+/// handles (locks and I/O holds) per run, years at 100k writes a second.
+const RUN_SHIFT: u32 = 44;
+
 /// The locks of one target's objects.
 pub struct Namespace {
     name: String,
@@ -106,19 +110,15 @@ enum Blocked {
 
 impl Namespace {
     /// `name` is Lustre's, e.g. `filter-testfs-OST0000_UUID`.
-    pub fn new(name: String, target: u32, cfg: LdlmConfig) -> Arc<Namespace> {
-        let first_cookie = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
+    /// `run`: the target's run ([`crate::ObjectStore::run`]); handles of
+    /// each run lie above every earlier run's.
+    pub fn new(name: String, target: u32, cfg: LdlmConfig, run: u32) -> Arc<Namespace> {
+        let first_cookie = (u64::from(run) << RUN_SHIFT) | 1;
         Arc::new(Namespace {
             name,
             target,
             cfg,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            // Cookies differ across restarts, so a handle from before one
-            // is never taken for a new lock.
             next_cookie: AtomicU64::new(first_cookie),
             first_cookie,
             ep: OnceLock::new(),
@@ -261,11 +261,10 @@ impl Namespace {
     /// holders without a connection (a lock called back is flushed before
     /// it is answered, and the client sends its gathered bytes before it
     /// gives a lock up itself): the bytes may be older than what another
-    /// client wrote since, and are refused with ENOLCK. A handle from
-    /// before this OSS started cannot be checked (locks are not replayed):
-    /// that write goes on as an unlocked one. Runs are told apart by the
-    /// clock (handles start at its nanoseconds), so a clock set back past
-    /// the last run's start makes old handles look like this run's.
+    /// client wrote since, and are refused with ENOLCK. A handle from an
+    /// earlier run of the target (before this OSS started) cannot be
+    /// checked, since locks are not replayed: that write goes on as an
+    /// unlocked one.
     pub fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
         if !(self.first_cookie..self.next_cookie.load(Ordering::Relaxed)).contains(&handle.0) {
             return Ok(());
@@ -530,7 +529,7 @@ mod tests {
     }
 
     fn ns() -> Arc<Namespace> {
-        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default())
+        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default(), 1)
     }
 
     fn fid() -> Fid {
