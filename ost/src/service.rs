@@ -104,6 +104,18 @@ pub struct OssHandle {
 /// Short reads and writes served at once (each holds a 32 KiB buffer).
 const SHORT_BUFFERS: usize = 64;
 
+/// Refuses (EBADMSG, counted) bytes whose crc32c is not `want`: they
+/// were damaged on the way, and nothing of them is written.
+fn check_crc(req: &Request, target: &Target, fid: proto::Fid, data: &[u8], want: u32) -> Result<(), Errno> {
+    let got = crc32c::crc32c(data);
+    if got == want {
+        return Ok(());
+    }
+    target.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(peer = %req.from, %fid, want, got, "write checksum mismatch; nothing written");
+    Err(Errno::EBADMSG)
+}
+
 fn ost_err(e: OstError) -> Errno {
     e.errno()
 }
@@ -241,10 +253,7 @@ impl Oss {
                 }
                 OstRequest::ReadShort { .. } => unreachable!("answered above"),
                 OstRequest::Punch { fid, offset, len } => {
-                    let _io = match LockExtent::of_range(offset, len) {
-                        Some(e) => Some(target.ldlm.lock_io(req.from, fid, e).await?),
-                        None => None,
-                    };
+                    let _io = self.lock_write(&req, &target, fid, offset, len, None).await?;
                     self.disk(move || store.punch(fid, offset, len)).await?;
                     OstReply::Done
                 }
@@ -338,16 +347,8 @@ impl Oss {
             r.map_err(|e| e.errno())?;
             at += seg.len as usize;
         }
-        let got = crc32c::crc32c(&buf[..len as usize]);
-        if got != crc {
-            target.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %req.from, %fid, want = crc, got, "bulk checksum mismatch; nothing written");
-            return Err(Errno::EBADMSG);
-        }
-        let store = target.store.clone();
-        self.disk(move || store.write(fid, offset, &buf[..len as usize], sync)).await?;
-        target.stats.write.add(len);
-        Ok(OstReply::Written { len })
+        check_crc(req, target, fid, &buf[..len as usize], crc)?;
+        self.write_from(target, fid, offset, buf, len as usize, sync).await
     }
 
     async fn read(
@@ -377,6 +378,22 @@ impl Oss {
         }
         target.stats.read.add(got as u64);
         Ok(OstReply::ReadDone { len: got as u64, crc })
+    }
+
+    /// Writes the first `len` bytes of `buf` at `offset` of `fid`.
+    async fn write_from(
+        &self,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        offset: u64,
+        buf: PoolBuf,
+        len: usize,
+        sync: bool,
+    ) -> Result<OstReply, Errno> {
+        let store = target.store.clone();
+        self.disk(move || store.write(fid, offset, &buf[..len], sync)).await?;
+        target.stats.write.add(len as u64);
+        Ok(OstReply::Written { len: len as u64 })
     }
 
     /// Holds `[offset, offset + len)` of `fid` for a write, other
@@ -449,21 +466,13 @@ impl Oss {
         sync: bool,
         lock: Option<LockHandle>,
     ) -> Result<OstReply, Errno> {
-        let got = crc32c::crc32c(data);
-        if got != crc {
-            target.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %req.from, %fid, want = crc, got, "short write checksum mismatch; nothing written");
-            return Err(Errno::EBADMSG);
-        }
+        check_crc(req, target, fid, data, crc)?;
         let len = data.len();
         let _io = self.lock_write(req, target, fid, offset, len as u64, lock).await?;
         // Copied into an aligned buffer, so the disk write can be direct.
         let mut buf: PoolBuf = self.short_bufs.get().await;
         buf[..len].copy_from_slice(data);
-        let store = target.store.clone();
-        self.disk(move || store.write(fid, offset, &buf[..len], sync)).await?;
-        target.stats.write.add(len as u64);
-        Ok(OstReply::Written { len: len as u64 })
+        self.write_from(target, fid, offset, buf, len, sync).await
     }
 
     /// A read whose bytes go back inside the reply: the encoded reply.
