@@ -15,31 +15,43 @@ use std::time::Duration;
 /// callback timeout (10 s by default).
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Starts the pinger of `client`; it stops when the client is dropped.
+/// What the pinger knows, per OST.
+#[derive(Default)]
+struct Pinging {
+    /// Connection losses made good.
+    seen: HashMap<u32, u64>,
+    /// A ping is on its way.
+    busy: HashSet<u32>,
+    /// A failed ping was reported (once per outage, not every second).
+    reported: HashSet<u32>,
+}
+
+/// Starts the pinger of `client`; it stops when the client is dropped or
+/// its endpoint shut down.
 pub(crate) fn start(client: &Arc<Client>) {
     let weak = Arc::downgrade(client);
     tokio::spawn(async move {
-        // Per OST: the connection losses made good, and whether a ping is
-        // on its way.
-        let state = Arc::new(Mutex::new((HashMap::<u32, u64>::new(), HashSet::<u32>::new())));
+        let state = Arc::new(Mutex::new(Pinging::default()));
         loop {
             tokio::time::sleep(PING_INTERVAL).await;
             let Some(c) = weak.upgrade() else { return };
+            if c.endpoint().is_shut_down() {
+                return;
+            }
             for ost in c.ost_indices() {
                 let Some(peer) = c.ost_peer(ost) else { continue };
                 let losses = c.endpoint().connection_losses(peer);
                 {
                     let mut st = state.lock().expect("pinger state");
-                    let (seen, pinging) = &mut *st;
-                    if losses <= seen.get(&ost).copied().unwrap_or(0) || pinging.contains(&ost) {
+                    if losses <= st.seen.get(&ost).copied().unwrap_or(0) || st.busy.contains(&ost) {
                         continue;
                     }
                     if c.lock_count_on(ost) == 0 {
                         // Nothing for a callback to reach: the next RPC connects.
-                        seen.insert(ost, losses);
+                        st.seen.insert(ost, losses);
                         continue;
                     }
-                    pinging.insert(ost);
+                    st.busy.insert(ost);
                 }
                 let (c, state) = (c.clone(), state.clone());
                 tokio::spawn(async move {
@@ -48,12 +60,16 @@ pub(crate) fn start(client: &Arc<Client>) {
                     let mut st = state.lock().expect("pinger state");
                     match made {
                         Ok(_) => {
-                            st.0.insert(ost, losses);
+                            st.seen.insert(ost, losses);
+                            st.reported.remove(&ost);
                             tracing::info!(ost, "connected again to the OST after a lost connection");
                         }
-                        Err(e) => tracing::warn!(ost, error = %e, "cannot reach the OST again; trying on"),
+                        Err(e) if st.reported.insert(ost) => {
+                            tracing::warn!(ost, error = %e, "cannot reach the OST again; trying every second")
+                        }
+                        Err(e) => tracing::debug!(ost, error = %e, "cannot reach the OST again"),
                     }
-                    st.1.remove(&ost);
+                    st.busy.remove(&ost);
                 });
             }
         }

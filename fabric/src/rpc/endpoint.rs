@@ -490,6 +490,11 @@ impl Endpoint {
         self.inner.lnds().shutdown();
     }
 
+    /// Whether `shutdown` was called: nothing will be sent or received.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.lnds().is_shut_down()
+    }
+
     /// Sends a request and waits for its reply, resending with the same
     /// xid after a lost connection or a timeout until `retry_limit`.
     pub async fn call(

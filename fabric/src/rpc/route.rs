@@ -17,7 +17,7 @@ use crate::tcp::{TcpConfig, TcpLnd};
 use crate::{NetType, Nid, ProcessId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,7 @@ pub(crate) struct Lnds {
     /// Why the configured o2ib NI is not running.
     o2ib_down: Option<String>,
     peers: Mutex<HashMap<Nid, PeerState>>,
+    shut_down: AtomicBool,
 }
 
 impl Lnds {
@@ -106,7 +107,13 @@ impl Lnds {
                 }
             }
         };
-        Ok(Lnds { tcp, o2ib, o2ib_down, peers: Mutex::new(HashMap::new()) })
+        Ok(Lnds {
+            tcp,
+            o2ib,
+            o2ib_down,
+            peers: Mutex::new(HashMap::new()),
+            shut_down: AtomicBool::new(false),
+        })
     }
 
     pub(crate) fn tcp(&self) -> &TcpLnd {
@@ -273,7 +280,12 @@ impl Lnds {
         }
     }
 
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
     pub(crate) fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
         self.tcp.shutdown();
         if let Some(o2ib) = &self.o2ib {
             o2ib.shutdown();
