@@ -155,13 +155,17 @@ pub async fn run(args: FabricBench) -> Result<()> {
 
     let iperf = if args.no_iperf { None } else { iperf3_gbits(5).ok() };
     for inflight in [1usize, 4, 16] {
-        let gbits = bulk(&client, peer, inflight, dur).await?;
+        let mut b = bulk_bytes(&client, peer, PULL, inflight, dur).await?;
+        let gbits = b.rate * 8.0 / 1e9;
+        let each = format!("each p50 {:.0} us, p99 {:.0} us", b.each.pct(50.0), b.each.pct(99.0));
         match iperf {
             Some(i) => println!(
-                "bulk 1 MiB, {inflight:>2} in flight: {gbits:.2} Gbit/s | iperf3 single stream {i:.2} Gbit/s | ratio {:.0}%",
+                "bulk 1 MiB, {inflight:>2} in flight: {gbits:.2} Gbit/s ({each}) | iperf3 single stream {i:.2} Gbit/s | ratio {:.0}%",
                 gbits / i * 100.0
             ),
-            None => println!("bulk 1 MiB, {inflight:>2} in flight: {gbits:.2} Gbit/s | iperf3 not measured"),
+            None => println!(
+                "bulk 1 MiB, {inflight:>2} in flight: {gbits:.2} Gbit/s ({each}) | iperf3 not measured"
+            ),
         }
     }
     client.shutdown();
@@ -250,11 +254,13 @@ async fn concurrent_pings(
     Ok(total as f64 / dur.as_secs_f64())
 }
 
-async fn bulk(client: &Endpoint, peer: ProcessId, inflight: usize, dur: Duration) -> Result<f64> {
-    Ok(bulk_bytes(client, peer, PULL, inflight, dur).await? * 8.0 / 1e9)
+/// What a run of bulk RPCs made: bytes per second, and the time of each.
+struct Bulk {
+    rate: f64,
+    each: Stats,
 }
 
-/// Bytes per second of 1 MiB bulk RPCs (`PULL`: the server READs the
+/// 1 MiB bulk RPCs (`PULL`: the server READs the
 /// client's buffer; `PUSH`: it WRITEs into it), `inflight` at a time. The
 /// clock starts once every caller has its buffer exposed and has made
 /// calls for a third of `dur` (the first register buffers on both sides,
@@ -266,7 +272,7 @@ async fn bulk_bytes(
     op: u16,
     inflight: usize,
     dur: Duration,
-) -> Result<f64> {
+) -> Result<Bulk> {
     let ready = Arc::new(tokio::sync::Barrier::new(inflight + 1));
     let warm_until = Instant::now() + dur / 3;
     let mut tasks = tokio::task::JoinSet::new();
@@ -290,21 +296,23 @@ async fn bulk_bytes(
             ready.wait().await;
             let (_buf, _ex, body) = setup?;
             let end = Instant::now() + dur;
-            let mut bytes = 0u64;
+            let mut each = Stats::default();
             while Instant::now() < end {
+                let t = Instant::now();
                 client.call(peer, PORTAL, op, &body).await?;
-                bytes += 1 << 20;
+                each.add(t.elapsed());
             }
-            Ok::<u64, anyhow::Error>(bytes)
+            Ok::<Stats, anyhow::Error>(each)
         });
     }
     ready.wait().await;
     let started = Instant::now();
-    let mut total = 0;
+    let mut all = Stats::default();
     while let Some(r) = tasks.join_next().await {
-        total += r??;
+        all.merge(r??);
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    let rate = (all.count() << 20) as f64 / started.elapsed().as_secs_f64();
+    Ok(Bulk { rate, each: all })
 }
 
 /// The same figures over the o2ib LND, beside perftest on the same device.
@@ -352,7 +360,7 @@ async fn run_o2ib(args: FabricBench) -> Result<()> {
     let mib = (1u64 << 20) as f64;
     for (op, name) in [(PUSH, "RDMA WRITE (read RPC)"), (PULL, "RDMA READ (write RPC)")] {
         let tool = if op == PUSH { "ib_write_bw" } else { "ib_read_bw" };
-        let before = bulk_bytes(&client, peer, op, 16, dur).await? / mib;
+        let before = bulk_bytes(&client, peer, op, 16, dur).await?.rate / mib;
         let yardstick = if args.no_perftest {
             None
         } else {
@@ -365,7 +373,7 @@ async fn run_o2ib(args: FabricBench) -> Result<()> {
             };
             tokio::task::spawn_blocking(run).await?.ok()
         };
-        let after = bulk_bytes(&client, peer, op, 16, dur).await? / mib;
+        let after = bulk_bytes(&client, peer, op, 16, dur).await?.rate / mib;
         let mibs = (before + after) / 2.0;
         match yardstick {
             Some(y) if y > 0.0 => println!(

@@ -30,6 +30,10 @@ impl Stats {
         self.samples.len()
     }
 
+    pub fn merge(&mut self, other: Stats) {
+        self.samples.extend(other.samples);
+    }
+
     /// The `p`th percentile in microseconds.
     pub fn pct(&mut self, p: f64) -> f64 {
         if self.samples.is_empty() {
