@@ -672,7 +672,11 @@ pub(crate) async fn ost_exchange(
     req: &OstRequest,
     data: impl FnOnce(&mut Vec<u8>) -> Result<()>,
 ) -> Result<OstAnswer> {
-    let _slot = link.in_flight.acquire(Brw::of(req)).await;
+    // What a restarted OST waits for before it serves anything else never
+    // waits behind those requests for a slot.
+    let recovery =
+        matches!(req, OstRequest::Connect { .. } | OstRequest::Replay { .. } | OstRequest::ReplayDone);
+    let _slot = if recovery { None } else { Some(link.in_flight.acquire(Brw::of(req)).await) };
     let mut body = encode(&OstCall { target: link.index, op: req.clone() });
     data(&mut body)?;
     let started = std::time::Instant::now();

@@ -55,6 +55,16 @@ impl Gather {
         Gather { cap, start: 0, buf: None, bufs, under: Vec::new() }
     }
 
+    /// What was gathered under lock `old` of `fid` is now under `new` (the
+    /// lock was replayed to a restarted OST).
+    pub fn renote(&mut self, fid: Fid, old: LockHandle, new: LockHandle) {
+        for (f, h) in &mut self.under {
+            if *f == fid && *h == old {
+                *h = new;
+            }
+        }
+    }
+
     /// The locks noted for what is gathered, by object.
     pub fn noted_locks(&self) -> &[(Fid, LockHandle)] {
         &self.under

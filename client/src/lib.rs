@@ -18,6 +18,8 @@ pub mod metrics;
 mod mount_spec;
 mod pinger;
 mod readahead;
+mod recovery;
+
 mod tunables;
 mod write_back;
 

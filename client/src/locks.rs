@@ -30,8 +30,8 @@ const EARLY_REVOKES: usize = 16;
 pub(crate) const LOCK_LRU: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
-struct Held {
-    handle: LockHandle,
+pub(crate) struct Held {
+    pub(crate) handle: LockHandle,
     mode: LockMode,
     extent: LockExtent,
     /// The object's size at the grant, grown by this client's own writes.
@@ -64,6 +64,12 @@ struct Object {
     /// gave them, with the epoch they were read at: they hold only while
     /// the epoch has not moved (no lock went, this client changed nothing).
     attr: Option<(u64, ObjAttr)>,
+}
+
+impl Held {
+    pub(crate) fn granted(handle: LockHandle, mode: LockMode, extent: LockExtent, size: u64) -> Held {
+        Held { handle, mode, extent, size, cancelling: false }
+    }
 }
 
 impl Object {
@@ -146,6 +152,10 @@ struct OstConn {
 pub(crate) struct LockCache {
     objects: Mutex<Objects>,
     conns: Mutex<HashMap<u32, OstConn>>,
+    /// Per OST, PW locks dropped after a lost connection while writes were
+    /// gathered under them: if the OST restarted, they are replayed, so
+    /// the writes it checks against them are not refused.
+    replayable: Mutex<HashMap<u32, Vec<(Fid, Held)>>>,
     /// The most bytes of cached blocks (`max_read_ahead_mb`).
     pub(crate) max_bytes: AtomicUsize,
     pub(crate) stats: LockStats,
@@ -232,6 +242,7 @@ impl LockCache {
         LockCache {
             objects: Mutex::default(),
             conns: Mutex::default(),
+            replayable: Mutex::default(),
             max_bytes: AtomicUsize::new(max_bytes),
             stats: LockStats::default(),
             lose_callbacks: AtomicU32::new(0),
@@ -415,22 +426,84 @@ impl LockCache {
         Some(out)
     }
 
-    /// Forgets every lock and cached block on the objects of OST `ost`.
+    /// Forgets every lock and cached block on the objects of OST `ost`,
+    /// keeping aside the PW locks writes are gathered under, to replay.
     fn drop_ost(&self, ost: u32) {
         let mut objs = self.lock();
         let fids: Vec<Fid> = objs.map.iter().filter(|(_, o)| o.ost == ost).map(|(f, _)| *f).collect();
+        let mut replayable = self.replayable.lock().expect("replayable lock");
         for fid in &fids {
             let epoch = objs.bump();
             let o = objs.map.get_mut(fid).expect("listed");
             o.epoch = epoch;
+            if o.has_writers() {
+                let keep = o.locks.iter().filter(|l| l.mode == LockMode::PW && !l.cancelling);
+                replayable.entry(ost).or_default().extend(keep.map(|l| (*fid, *l)));
+            }
             let released = o.locks.len();
             o.locks.clear();
             let freed: usize = std::mem::take(&mut o.blocks).values().map(|b| b.data.len()).sum();
             objs.held -= released;
             objs.bytes -= freed;
         }
+        drop(replayable);
         drop(objs);
         self.lost(fids);
+    }
+
+    /// The locks to ask OST `ost` for again after it restarted: those held
+    /// on its objects and those dropped with writes gathered under them.
+    pub(crate) fn to_replay(&self, ost: u32) -> Vec<(Fid, LockMode, LockExtent, LockHandle)> {
+        let objs = self.lock();
+        let held = objs.map.iter().filter(|(_, o)| o.ost == ost).flat_map(|(fid, o)| {
+            o.locks.iter().filter(|l| !l.cancelling).map(move |l| (*fid, l.mode, l.extent, l.handle))
+        });
+        let mut all: Vec<_> = held.collect();
+        if let Some(dropped) = self.replayable.lock().expect("replayable lock").get(&ost) {
+            for (fid, l) in dropped {
+                if !all.iter().any(|(_, _, _, h)| *h == l.handle) {
+                    all.push((*fid, l.mode, l.extent, l.handle));
+                }
+            }
+        }
+        all
+    }
+
+    /// The OST gave lock `old` of `fid` back as `new`: it is held under its
+    /// new handle (again, if it had been dropped), and writes gathered
+    /// under it now name `new`.
+    pub(crate) fn replayed(&self, ost: u32, fid: Fid, old: LockHandle, new: Held) {
+        if let Some(v) = self.replayable.lock().expect("replayable lock").get_mut(&ost) {
+            v.retain(|(_, l)| l.handle != old);
+        }
+        let swapped = {
+            let mut objs = self.lock();
+            match objs.map.get_mut(&fid).and_then(|o| o.locks.iter_mut().find(|l| l.handle == old)) {
+                Some(l) => {
+                    l.handle = new.handle;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !swapped {
+            self.install(ost, fid, new);
+        }
+        for w in self.writers_of(fid) {
+            w.renote(fid, old, new.handle);
+        }
+    }
+
+    /// The dropped locks of `ost` are not coming back (it did not restart,
+    /// or its recovery is over).
+    pub(crate) fn forget_replayable(&self, ost: u32) {
+        self.replayable.lock().expect("replayable lock").remove(&ost);
+    }
+
+    /// From now on, locks held on `ost` are measured against `losses`
+    /// connection losses (its locks were replayed after the last).
+    pub(crate) fn note_conn(&self, ost: u32, peer: fabric::ProcessId, losses: u64) {
+        self.conns.lock().expect("conns lock").insert(ost, OstConn { peer, losses });
     }
 
     /// A reader read the blocks at `offs` of `fid` to their end: they are
@@ -634,7 +707,7 @@ impl Client {
         match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
             OstReply::Granted { handle, extent: granted, attr } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
-                let held = Held { handle, mode, extent: granted, size: attr.size, cancelling: false };
+                let held = Held::granted(handle, mode, granted, attr.size);
                 if self.locks.install(ost, fid, held) {
                     self.locks.store_attr(fid, epoch, attr);
                 }

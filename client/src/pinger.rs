@@ -1,12 +1,12 @@
 //! The client's pinger, as a Lustre client pings its targets: a connection
-//! to an OSS that went (a network blip, a restart) is made again while
-//! this client holds locks there. Clients do not listen, so until the
-//! client connects again the OSS's blocking callbacks cannot reach it, and
-//! a holder that cannot be reached within the callback timeout is evicted,
-//! which costs it its cache and its gathered writes.
+//! to an OSS that went (a network blip, a restart) is made again at once.
+//! Clients do not listen, so until the client connects again the OSS's
+//! blocking callbacks cannot reach it, and a holder that cannot be reached
+//! within the callback timeout is evicted, which costs it its cache and
+//! its gathered writes; and an OSS that restarted waits for the clients
+//! that held locks to replay them before it grants new ones.
 
 use crate::client::Client;
-use proto::OstRequest;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,17 +46,11 @@ pub(crate) fn start(client: &Arc<Client>) {
                     if losses <= st.seen.get(&ost).copied().unwrap_or(0) || st.busy.contains(&ost) {
                         continue;
                     }
-                    if c.lock_count_on(ost) == 0 {
-                        // Nothing for a callback to reach: the next RPC connects.
-                        st.seen.insert(ost, losses);
-                        continue;
-                    }
                     st.busy.insert(ost);
                 }
                 let (c, state) = (c.clone(), state.clone());
                 tokio::spawn(async move {
-                    let req = OstRequest::Connect { fsname: c.fsname().to_string(), index: ost };
-                    let made = c.ost(ost, &req).await;
+                    let made = c.reconnect(ost).await;
                     let mut st = state.lock().expect("pinger state");
                     match made {
                         Ok(_) => {

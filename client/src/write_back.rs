@@ -231,6 +231,16 @@ impl WriteBack {
     }
 
     /// Whether what is gathered names a lock this client no longer holds.
+    /// Bytes gathered under `old` of `fid` are under `new` now (a replay).
+    /// Skipped while a write holds the buffer (it may be waiting for the
+    /// OST's recovery, which waits for this replay): the OST still knows
+    /// `old` as `new` for the rest of its run.
+    pub(crate) fn renote(&self, fid: Fid, old: LockHandle, new: LockHandle) {
+        if let Ok(mut gather) = self.gather.try_lock() {
+            gather.renote(fid, old, new);
+        }
+    }
+
     fn names_a_dropped_lock(&self, gather: &Gather) -> bool {
         gather.noted_locks().iter().any(|(fid, h)| !self.client.locks.holds(*fid, *h))
     }

@@ -72,6 +72,16 @@ const OST: &[FamilySpec] = &[
         "Writes refused because the lock their bytes were gathered under was taken from the client (evicted).",
         &["target"],
     ),
+    FamilySpec::counter(
+        "glint_ost_ldlm_replayed_total",
+        "Locks of the target's previous run given back to their holders after a restart.",
+        &["target"],
+    ),
+    FamilySpec::gauge(
+        "glint_ost_recovering",
+        "1 while the target waits for the lock holders of its previous run to replay their locks.",
+        &["target"],
+    ),
 ];
 
 /// Exports the targets of one OSS.
@@ -112,6 +122,8 @@ impl Collector for OstCollector {
             s.add("glint_ost_ldlm_callbacks_total", &l, ls.callbacks.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_evictions_total", &l, ls.evictions.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_stale_writes_total", &l, ls.stale_writes.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_replayed_total", &l, ls.replayed.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_recovering", &l, f64::from(u8::from(t.ldlm.recovering())));
             match t.store.statfs() {
                 Ok(fs) => {
                     let b = fs.bsize as f64;

@@ -4,7 +4,7 @@
 //! client's exposed range.
 
 use crate::io_threads::IoThreads;
-use crate::ldlm::{IoGuard, LdlmConfig, Namespace};
+use crate::ldlm::{ClientFile, IoGuard, LdlmConfig, Namespace};
 use crate::{ObjTimes, ObjectStore, OstError};
 use fabric::metrics::{OpHistograms, Samples};
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
@@ -101,6 +101,9 @@ pub struct OssHandle {
     pub oss: Arc<Oss>,
 }
 
+/// The target's lock holders, waited for after a restart.
+const LOCK_HOLDERS_FILE: &str = "CLIENTS";
+
 /// Short reads and writes served at once (each holds a 32 KiB buffer).
 const SHORT_BUFFERS: usize = 64;
 
@@ -140,7 +143,8 @@ impl Oss {
                 .map_err(|e| OssError::Target { dir: t.dir.clone(), reason: e.to_string() })?;
             let ops = OpHistograms::new(latency.clone(), &[&store.label().target_name()]);
             let ns = format!("filter-{}_UUID", store.label().target_name());
-            let ldlm = Namespace::new(ns, t.index, cfg.ldlm.clone(), store.run());
+            let holders = ClientFile::new(store.root().join(LOCK_HOLDERS_FILE));
+            let ldlm = Namespace::new(ns, t.index, cfg.ldlm.clone(), store.run(), Some(holders));
             let target = Target { store: Arc::new(store), stats: TargetStats::default(), latency: ops, ldlm };
             targets.insert(t.index, Arc::new(target));
         }
@@ -227,7 +231,11 @@ impl Oss {
                     if fsname != self.fsname || index != call.target {
                         return Err(Errno::ENODEV);
                     }
-                    OstReply::Connected { uuid: store.label().uuid.clone() }
+                    OstReply::Connected {
+                        uuid: store.label().uuid.clone(),
+                        run: store.run(),
+                        recovering: target.ldlm.recovering(),
+                    }
                 }
                 OstRequest::Precreate { seq, first_oid, count } => {
                     self.disk(move || store.precreate(seq, first_oid, count)).await?;
@@ -289,20 +297,22 @@ impl Oss {
                 }
                 OstRequest::Enqueue { fid, mode, extent } => {
                     let (handle, extent) = target.ldlm.enqueue(req.from, fid, mode, extent).await?;
-                    // Read once the lock is granted: a write that grows the
-                    // object from here on calls the lock back first.
-                    let attr = match self.disk(move || store.getattr(fid)).await {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // The client will not know the lock: none is left behind.
-                            let _ = target.ldlm.cancel(req.from, fid, handle);
-                            return Err(e);
-                        }
-                    };
-                    OstReply::Granted { handle, extent, attr }
+                    self.granted(&req, &target, fid, handle, extent).await?
                 }
                 OstRequest::Cancel { fid, handle } => {
                     target.ldlm.cancel(req.from, fid, handle)?;
+                    OstReply::Done
+                }
+                OstRequest::Replay { fid, mode, extent, handle: old } => {
+                    let handle = target.ldlm.replay(req.from, fid, mode, extent, old).await?;
+                    self.granted(&req, &target, fid, handle, extent).await?
+                }
+                OstRequest::ReplayDone => {
+                    target.ldlm.replay_done(req.from);
+                    OstReply::Done
+                }
+                OstRequest::Disconnect => {
+                    target.ldlm.disconnect(req.from).await;
                     OstReply::Done
                 }
             }))
@@ -310,6 +320,28 @@ impl Oss {
         .await;
         timed.latency.observe(opcode, || name, started.elapsed().as_secs_f64());
         reply
+    }
+
+    /// The answer to a grant, with the object's attributes read once the
+    /// lock is held (a write that grows the object from here on calls the
+    /// lock back first). If they cannot be read the lock is given back:
+    /// the client will not know it, so none is left behind.
+    async fn granted(
+        &self,
+        req: &Request,
+        target: &Arc<Target>,
+        fid: proto::Fid,
+        handle: LockHandle,
+        extent: LockExtent,
+    ) -> Result<OstReply, Errno> {
+        let store = target.store.clone();
+        match self.disk(move || store.getattr(fid)).await {
+            Ok(attr) => Ok(OstReply::Granted { handle, extent, attr }),
+            Err(e) => {
+                let _ = target.ldlm.cancel(req.from, fid, handle);
+                Err(e)
+            }
+        }
     }
 
     fn check_bulk(&self, len: u64, segs: &[fabric::BulkHandle]) -> Result<(), Errno> {
@@ -415,7 +447,7 @@ impl Oss {
             None => None,
         };
         if let Some(h) = lock
-            && let Err(e) = target.ldlm.check_gathered(req.from, fid, h)
+            && let Err(e) = target.ldlm.check_gathered(req.from, fid, h).await
         {
             // A write to an object that is gone is ENOENT, whatever its lock.
             let store = target.store.clone();

@@ -128,6 +128,23 @@ pub enum OstRequest {
         offset: u64,
         len: u64,
     },
+    /// After a restart of the OST, while it is recovering: a lock this
+    /// client held from the OST's previous run (`handle`), asked back as it
+    /// was. Granted with a new handle (`Granted`), without waiting for
+    /// anyone; writes naming the old handle are checked against the new.
+    /// Refused with ENOLCK once the recovery window has closed.
+    Replay {
+        fid: Fid,
+        mode: LockMode,
+        extent: LockExtent,
+        handle: LockHandle,
+    },
+    /// This client has replayed every lock it held on the OST: the OST
+    /// waits for no more from it before granting new locks.
+    ReplayDone,
+    /// This client is leaving (an unmount): the OST drops its locks and
+    /// will not wait for it after a restart.
+    Disconnect,
 }
 
 impl OstRequest {
@@ -149,6 +166,10 @@ impl OstRequest {
             OstRequest::DestroyOrphans { .. } => 5,
             OstRequest::Enqueue { .. } => crate::ldlm::opcode::ENQUEUE,
             OstRequest::Cancel { .. } => crate::ldlm::opcode::CANCEL,
+            OstRequest::Replay { .. } => crate::ldlm::opcode::ENQUEUE,
+            // Lustre's OBD_PING carries the end of a client's replay.
+            OstRequest::ReplayDone => 400,
+            OstRequest::Disconnect => 9,
         }
     }
 
@@ -172,6 +193,9 @@ impl OstRequest {
             OstRequest::DestroyOrphans { .. } => "destroy_orphans",
             OstRequest::Enqueue { .. } => "ldlm_enqueue",
             OstRequest::Cancel { .. } => "ldlm_cancel",
+            OstRequest::Replay { .. } => "ldlm_replay",
+            OstRequest::ReplayDone => "replay_done",
+            OstRequest::Disconnect => "disconnect",
         }
     }
 }
@@ -191,6 +215,12 @@ pub struct ObjAttr {
 pub enum OstReply {
     Connected {
         uuid: String,
+        /// How many times the target has started; lock handles carry the
+        /// run that granted them ([`LockHandle::run`]).
+        run: u32,
+        /// The target restarted and waits for the clients that held locks
+        /// to replay them (`Replay`, then `ReplayDone`).
+        recovering: bool,
     },
     Precreated {
         seq: u64,

@@ -160,9 +160,8 @@ pub fn mount_then(
     let served = session.run().map_err(io("serving /dev/fuse"));
     // As a Lustre client does when it unmounts: writers need not wait for
     // the OSTs to find this client gone.
-    let given_back = rt.block_on(async {
-        tokio::time::timeout(std::time::Duration::from_secs(5), client.cancel_locks()).await
-    });
+    let given_back = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), client.unmount()).await });
     if !matches!(given_back, Ok(Ok(()))) {
         tracing::info!(
             "not every lock was given back at unmount; the OSTs drop them when they find the client gone"

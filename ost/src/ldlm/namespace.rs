@@ -7,6 +7,8 @@
 //! other. Nothing is awaited while a mutex is held: a request that must
 //! wait marks what it waits for, lets go, and is woken when a lock goes.
 
+use super::clients::{ClientFile, ClientKey};
+use super::recovery::Recovery;
 use super::resource::{Lock, Owner, Resource};
 use fabric::rpc::{Endpoint, RpcError};
 use fabric::{Errno, ProcessId};
@@ -29,11 +31,19 @@ pub struct LdlmConfig {
     /// How often holders' connections are checked; a holder found without
     /// a connection twice in a row loses its locks.
     pub sweep_interval: Duration,
+    /// After a restart, how long the lock holders of the previous run have
+    /// to replay their locks before new ones are granted without them
+    /// (Lustre's recovery window; it closes early once all have).
+    pub recovery_window: Duration,
 }
 
 impl Default for LdlmConfig {
     fn default() -> Self {
-        LdlmConfig { callback_timeout: Duration::from_secs(10), sweep_interval: Duration::from_secs(30) }
+        LdlmConfig {
+            callback_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(30),
+            recovery_window: Duration::from_secs(30),
+        }
     }
 }
 
@@ -50,6 +60,8 @@ pub struct LdlmStats {
     /// Writes refused because the lock their bytes were gathered under
     /// was taken from the client by an eviction.
     pub stale_writes: AtomicU64,
+    /// Locks of an earlier run given back to their holders after a restart.
+    pub replayed: AtomicU64,
 }
 
 struct Res {
@@ -64,10 +76,6 @@ struct ResState {
     dead: bool,
 }
 
-/// Lock handles of a run start at the run's number shifted this far: 2^43
-/// handles (locks and I/O holds) per run, years at 100k writes a second.
-const RUN_SHIFT: u32 = 44;
-
 /// The locks of one target's objects.
 pub struct Namespace {
     name: String,
@@ -81,6 +89,7 @@ pub struct Namespace {
     stats: LdlmStats,
     /// Holders seen without a connection at the last sweep.
     unreachable: Mutex<HashSet<ProcessId>>,
+    recovery: Arc<Recovery>,
 }
 
 /// A server-side lock for one I/O without a client lock; dropping it
@@ -111,9 +120,18 @@ enum Blocked {
 impl Namespace {
     /// `name` is Lustre's, e.g. `filter-testfs-OST0000_UUID`.
     /// `run`: the target's run ([`crate::ObjectStore::run`]); handles of
-    /// each run lie above every earlier run's.
-    pub fn new(name: String, target: u32, cfg: LdlmConfig, run: u32) -> Arc<Namespace> {
-        let first_cookie = (u64::from(run) << RUN_SHIFT) | 1;
+    /// each run lie above every earlier run's. `clients`: where the lock
+    /// holders are kept for the recovery after a restart (none: no
+    /// recovery).
+    pub fn new(
+        name: String,
+        target: u32,
+        cfg: LdlmConfig,
+        run: u32,
+        clients: Option<ClientFile>,
+    ) -> Arc<Namespace> {
+        let first_cookie = (u64::from(run) << LockHandle::RUN_SHIFT) | 1;
+        let recovery = Recovery::start(&name, clients);
         Arc::new(Namespace {
             name,
             target,
@@ -124,6 +142,7 @@ impl Namespace {
             ep: OnceLock::new(),
             stats: LdlmStats::default(),
             unreachable: Mutex::new(HashSet::new()),
+            recovery,
         })
     }
 
@@ -133,6 +152,15 @@ impl Namespace {
     pub fn start(self: &Arc<Self>, ep: Endpoint) {
         if self.ep.set(ep).is_err() {
             return;
+        }
+        if self.recovery.is_open() {
+            let (weak, window) = (Arc::downgrade(self), self.cfg.recovery_window);
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                if let Some(ns) = Weak::upgrade(&weak) {
+                    ns.recovery.close(&ns.name, "the recovery window's time is up");
+                }
+            });
         }
         let weak = Arc::downgrade(self);
         let every = self.cfg.sweep_interval;
@@ -217,6 +245,8 @@ impl Namespace {
         if !want.is_valid() {
             return Err(Errno::EINVAL);
         }
+        self.recovery.wait().await;
+        self.recovery.note_holder(&self.name, ClientKey::from(client)).await;
         let owner = Owner::Client(client);
         let handle = self.cookie();
         let extent = self
@@ -262,11 +292,22 @@ impl Namespace {
     /// it is answered, and the client sends its gathered bytes before it
     /// gives a lock up itself): the bytes may be older than what another
     /// client wrote since, and are refused with ENOLCK. A handle from an
-    /// earlier run of the target (before this OSS started) cannot be
-    /// checked, since locks are not replayed: that write goes on as an
-    /// unlocked one.
-    pub fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
-        if !(self.first_cookie..self.next_cookie.load(Ordering::Relaxed)).contains(&handle.0) {
+    /// earlier run of the target (before a restart) stands for the lock it
+    /// was replayed as; one that was not replayed in the recovery window
+    /// is refused the same way.
+    pub async fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
+        let handle = if handle.0 < self.first_cookie {
+            self.recovery.wait().await;
+            match self.recovery.replayed_as(handle) {
+                Some(h) => h,
+                None => {
+                    return Err(self.stale(client, fid, handle, "a lock of the last run it did not replay"));
+                }
+            }
+        } else {
+            handle
+        };
+        if handle.0 >= self.next_cookie.load(Ordering::Relaxed) {
             return Ok(());
         }
         let held = self.existing(&fid).is_some_and(|res| {
@@ -279,9 +320,72 @@ impl Namespace {
         if held {
             return Ok(());
         }
+        Err(self.stale(client, fid, handle, "a lock it no longer holds (evicted)"))
+    }
+
+    fn stale(&self, client: ProcessId, fid: Fid, handle: LockHandle, under: &str) -> Errno {
         self.stats.stale_writes.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(ns = %self.name, %client, %fid, ?handle, "refusing bytes gathered under a lock the client no longer holds (evicted)");
-        Err(Errno::ENOLCK)
+        tracing::warn!(ns = %self.name, %client, %fid, ?handle, "refusing bytes gathered under {under}");
+        Errno::ENOLCK
+    }
+
+    /// Whether the target is in its recovery window.
+    pub fn recovering(&self) -> bool {
+        self.recovery.is_open()
+    }
+
+    /// Lustre's `recovery_status`: whether the target recovers, since when,
+    /// and how many of the last run's lock holders are done.
+    pub fn recovery_status(&self) -> String {
+        self.recovery.status(self.cfg.recovery_window)
+    }
+
+    /// A lock `client` held before the restart, given back as it was under
+    /// a new handle, without waiting: the locks of the last run did not
+    /// conflict then, and no new one is granted until the window closes.
+    pub async fn replay(
+        &self,
+        client: ProcessId,
+        fid: Fid,
+        mode: LockMode,
+        extent: LockExtent,
+        old: LockHandle,
+    ) -> Result<LockHandle, Errno> {
+        if !extent.is_valid() || old.0 >= self.first_cookie {
+            return Err(Errno::EINVAL);
+        }
+        if !self.recovery.is_open() {
+            // Too late: the lock was taken from it, as from an evicted client.
+            return Err(Errno::ENOLCK);
+        }
+        self.recovery.note_holder(&self.name, ClientKey::from(client)).await;
+        let handle = self.cookie();
+        loop {
+            let res = self.resource(fid);
+            let mut st = res.state.lock().expect("resource lock");
+            if st.dead {
+                continue;
+            }
+            st.res.locks.push(Lock { handle, owner: Owner::Client(client), mode, extent, cancelling: false });
+            break;
+        }
+        self.recovery.note_replayed(old, handle);
+        self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(ns = %self.name, %client, %fid, mode = mode.name(), %extent, ?old, ?handle, "lock replayed");
+        Ok(handle)
+    }
+
+    /// `client` replayed every lock it held here.
+    pub fn replay_done(&self, client: ProcessId) {
+        self.recovery.done(&self.name, ClientKey::from(client));
+    }
+
+    /// `client` is leaving: its locks go, and it is not waited for after a
+    /// restart.
+    pub async fn disconnect(&self, client: ProcessId) {
+        let n = self.drop_client(client);
+        tracing::debug!(ns = %self.name, %client, locks = n, "client disconnected");
+        self.recovery.forget_holder(&self.name, ClientKey::from(client)).await;
     }
 
     /// Before a write, punch or truncate of `extent` that came from
@@ -294,6 +398,7 @@ impl Namespace {
         fid: Fid,
         extent: LockExtent,
     ) -> Result<IoGuard, Errno> {
+        self.recovery.wait().await;
         let owner = Owner::Io { for_client: client };
         let handle = self.cookie();
         let (res, ()) = self
@@ -313,6 +418,7 @@ impl Namespace {
         fid: Fid,
         extent: LockExtent,
     ) -> Result<(), Errno> {
+        self.recovery.wait().await;
         // The common case, no lock on the object at all, costs a lookup.
         let Some(res) = self.existing(&fid) else { return Ok(()) };
         let owner = Owner::Client(client);
@@ -529,11 +635,79 @@ mod tests {
     }
 
     fn ns() -> Arc<Namespace> {
-        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default(), 1)
+        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default(), 1, None)
     }
 
     fn fid() -> Fid {
         Fid::new(Fid::ost_seq(0), 9)
+    }
+
+    /// The namespace of a target's second run, whose first run granted
+    /// `old` to `holders` (as the file of lock holders says).
+    fn restarted(dir: &std::path::Path, holders: &[ProcessId]) -> Arc<Namespace> {
+        let file = || ClientFile::new(dir.join("CLIENTS"));
+        file().save(&holders.iter().map(|h| ClientKey::from(*h)).collect()).unwrap();
+        Namespace::new("filter-t-OST0000_UUID".into(), 0, LdlmConfig::default(), 2, Some(file()))
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_nothing_is_granted_until_the_holders_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = restarted(dir.path(), &[client(1), client(2)]);
+        assert!(ns.recovering());
+        let run1 = |n: u64| LockHandle((1 << LockHandle::RUN_SHIFT) | n);
+        let (old, forgotten) = (run1(7), run1(9));
+
+        let ns2 = ns.clone();
+        let newcomer =
+            tokio::spawn(async move { ns2.enqueue(client(3), fid(), LockMode::PW, LockExtent::WHOLE).await });
+        let ns2 = ns.clone();
+        let other = Fid::new(Fid::ost_seq(0), 10);
+        let unlocked = tokio::spawn(async move { ns2.lock_read(client(3), other, LockExtent::WHOLE).await });
+        let ns2 = ns.clone();
+        let gathered = tokio::spawn(async move { ns2.check_gathered(client(1), fid(), old).await });
+
+        // Replays are granted at once; a handle of this run is no replay.
+        let whole = LockExtent::WHOLE;
+        let new = ns.replay(client(1), fid(), LockMode::PW, whole, old).await.unwrap();
+        assert_eq!(new.run(), 2);
+        assert_eq!(ns.replay(client(1), fid(), LockMode::PW, whole, new).await, Err(Errno::EINVAL));
+        ns.replay_done(client(1));
+        tokio::task::yield_now().await;
+        assert!(ns.recovering(), "client 2 has not replayed");
+        assert!(!newcomer.is_finished() && !unlocked.is_finished() && !gathered.is_finished());
+        ns.replay_done(client(2));
+        assert!(!ns.recovering());
+        assert!(ns.recovery_status().contains("completed_clients: 2/2"));
+
+        // The writes of the replayed lock pass; the newcomer waited for the
+        // window and then for that lock, whose holder it calls back (no
+        // endpoint here: EAGAIN).
+        assert_eq!(gathered.await.unwrap(), Ok(()));
+        assert_eq!(newcomer.await.unwrap(), Err(Errno::EAGAIN));
+        assert_eq!(unlocked.await.unwrap(), Ok(()));
+        // A lock of the last run that was not replayed is gone for good.
+        assert_eq!(ns.check_gathered(client(1), fid(), forgotten).await, Err(Errno::ENOLCK));
+        assert_eq!(ns.replay(client(1), fid(), LockMode::PW, whole, forgotten).await, Err(Errno::ENOLCK));
+        assert_eq!(ns.stats().stale_writes.load(Ordering::Relaxed), 1);
+        // The file now names this run's holders: the one that replayed and
+        // the newcomer (noted before its grant); not client 2, which held
+        // nothing to replay.
+        let saved = ClientFile::new(dir.path().join("CLIENTS")).load().unwrap();
+        assert_eq!(saved, [ClientKey::from(client(1)), ClientKey::from(client(3))].into());
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_leaves_is_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = restarted(dir.path(), &[client(1)]);
+        assert!(ns.recovering());
+        ns.disconnect(client(1)).await;
+        assert!(!ns.recovering());
+        assert!(ClientFile::new(dir.path().join("CLIENTS")).load().unwrap().is_empty());
+        let fresh = restarted(dir.path(), &[]);
+        assert!(!fresh.recovering(), "nobody to wait for");
+        assert!(fresh.recovery_status().starts_with("status: COMPLETE"));
     }
 
     #[tokio::test]

@@ -189,7 +189,7 @@ impl Clients {
     /// process that is gone.
     async fn release(self) {
         for c in self.by_source.values() {
-            if let Err(e) = c.cancel_locks().await {
+            if let Err(e) = c.unmount().await {
                 tracing::debug!(error = %e, "giving back the command's locks");
             }
         }

@@ -1,0 +1,67 @@
+//! The client's part in an OST's recovery. After a restart, an OST waits
+//! for the clients that held locks there; each asks back every lock it
+//! held, as it was (Lustre's lock replay), so the writes gathered under
+//! them are not refused and no other client is granted a lock over a range
+//! this client still has writes gathered in before they are sent. A client
+//! that unmounts says so, and is not waited for.
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::locks::Held;
+use proto::{OstReply, OstRequest};
+
+impl Client {
+    /// Connects to OST `ost` again after a lost connection; if its OSS
+    /// restarted and is recovering, replays every lock this client held
+    /// there, then tells it this client is done.
+    pub(crate) async fn reconnect(&self, ost: u32) -> Result<()> {
+        let Some(peer) = self.ost_peer(ost) else { return Ok(()) };
+        // Counted before the connect: a loss after it is seen again.
+        let losses = self.endpoint().connection_losses(peer);
+        let req = OstRequest::Connect { fsname: self.fsname().to_string(), index: ost };
+        let OstReply::Connected { run, recovering, .. } = self.ost(ost, &req).await? else {
+            return Err(ClientError::UnexpectedReply { service: "OST" });
+        };
+        if !recovering {
+            // No restart (or its recovery is over): the locks dropped after
+            // the loss stay dropped.
+            self.locks.forget_replayable(ost);
+            return Ok(());
+        }
+        let (mut replayed, mut refused) = (0, 0);
+        for (fid, mode, extent, old) in self.locks.to_replay(ost) {
+            if old.run() >= run {
+                continue;
+            }
+            match self.ost(ost, &OstRequest::Replay { fid, mode, extent, handle: old }).await {
+                Ok(OstReply::Granted { handle, attr, .. }) => {
+                    self.locks.replayed(ost, fid, old, Held::granted(handle, mode, extent, attr.size));
+                    replayed += 1;
+                }
+                // Writes gathered under it will be refused, as an evicted
+                // client's are.
+                other => {
+                    refused += 1;
+                    tracing::warn!(ost, %fid, ?other, "the OST did not take a lock back");
+                }
+            }
+        }
+        self.locks.forget_replayable(ost);
+        self.ost(ost, &OstRequest::ReplayDone).await?;
+        self.locks.note_conn(ost, peer, losses);
+        tracing::info!(ost, replayed, refused, "replayed locks to a restarted OST");
+        Ok(())
+    }
+
+    /// Gives back every lock, then tells each OST this client is gone, so
+    /// none waits for it after a restart (an unmount).
+    pub async fn unmount(&self) -> Result<()> {
+        let given_back = self.cancel_locks().await;
+        for ost in self.ost_indices() {
+            if let Err(e) = self.ost(ost, &OstRequest::Disconnect).await {
+                tracing::debug!(ost, error = %e, "disconnecting from the OST");
+            }
+        }
+        given_back
+    }
+}
