@@ -764,6 +764,8 @@ pub async fn status(a: StateArgs) -> Result<i32> {
     };
     let client = client::Client::mount_with(&state.spec(), tunables).await.ok();
     let mut space: Option<(proto::StatFs, Vec<(u32, proto::StatFs)>)> = None;
+    // OSTs in their recovery window after a restart: I/O waits there.
+    let mut recovering = Vec::new();
     if let Some(c) = &client
         && let Ok(proto::MdsReply::Statfs(m)) = c.md(proto::MdsRequest::Statfs).await
     {
@@ -772,11 +774,15 @@ pub async fn status(a: StateArgs) -> Result<i32> {
             if let Ok(proto::OstReply::Statfs(s)) = c.ost(t.index, &proto::OstRequest::Statfs).await {
                 osts.push((t.index, s));
             }
+            let connect = proto::OstRequest::Connect { fsname: state.fsname.clone(), index: t.index };
+            if let Ok(proto::OstReply::Connected { recovering: true, .. }) = c.ost(t.index, &connect).await {
+                recovering.push(t.index);
+            }
         }
         space = Some((m, osts));
     }
     println!(
-        "{:<6} {:<16} {:<10} {:<8} {:>18} {:>18}",
+        "{:<6} {:<16} {:<10} {:<10} {:>18} {:>18}",
         "SERVER", "NID", "PROCESS", "HEALTH", "SIZE", "AVAIL"
     );
     for s in &state.servers {
@@ -791,17 +797,25 @@ pub async fn status(a: StateArgs) -> Result<i32> {
         } else {
             let idx: u32 = s.name.trim_start_matches("oss").parse().unwrap_or(0);
             match space.as_ref().and_then(|(_, o)| o.iter().find(|(i, _)| *i == idx)) {
-                Some((_, st)) => {
-                    ("healthy", human(st.blocks * st.bsize as u64), human(st.bavail * st.bsize as u64))
-                }
+                Some((_, st)) => (
+                    if recovering.contains(&idx) { "recovering" } else { "healthy" },
+                    human(st.blocks * st.bsize as u64),
+                    human(st.bavail * st.bsize as u64),
+                ),
                 None => ("DOWN", "-".into(), "-".into()),
             }
         };
-        if health != "healthy" || pid.is_none() {
+        if health == "DOWN" || pid.is_none() {
             healthy = false;
         }
         let p = pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "stopped".into());
-        println!("{:<6} {:<16} {:<10} {:<8} {:>18} {:>18}", s.name, s.nid, p, health, size, avail);
+        println!("{:<6} {:<16} {:<10} {:<10} {:>18} {:>18}", s.name, s.nid, p, health, size, avail);
+    }
+    if !recovering.is_empty() {
+        println!(
+            "recovering: OSTs {recovering:?} wait up to their recovery window for clients that held locks before \
+             a restart (`glint lctl get_param obdfilter.*.recovery_status`); I/O to them waits until then"
+        );
     }
     match &state.mount {
         Some(m) if is_mounted(m) => println!("mount  {} on {}", state.spec(), m.display()),
