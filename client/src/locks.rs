@@ -187,6 +187,9 @@ struct Objects {
     next_epoch: u64,
     /// Locks held, over every object.
     held: usize,
+    /// OSTs that granted this client a lock: they keep it on their list
+    /// of holders, to wait for after a restart, until it disconnects.
+    granted_by: std::collections::HashSet<u32>,
     clock: u64,
 }
 
@@ -300,6 +303,7 @@ impl LockCache {
 
     fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
         let mut objs = self.lock();
+        objs.granted_by.insert(ost);
         let now = objs.tick();
         let o = objs.object(fid);
         o.ost = ost;
@@ -449,6 +453,11 @@ impl LockCache {
         drop(replayable);
         drop(objs);
         self.lost(fids);
+    }
+
+    /// The OSTs that ever granted this client a lock.
+    pub(crate) fn granted_by(&self) -> Vec<u32> {
+        self.lock().granted_by.iter().copied().collect()
     }
 
     /// The locks to ask OST `ost` for again after it restarted: those held

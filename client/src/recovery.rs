@@ -53,11 +53,12 @@ impl Client {
         Ok(())
     }
 
-    /// Gives back every lock, then tells each OST this client is gone, so
-    /// none waits for it after a restart (an unmount).
+    /// Gives back every lock, then tells each OST that granted one that
+    /// this client is gone, so none waits for it after a restart (an
+    /// unmount).
     pub async fn unmount(&self) -> Result<()> {
         let given_back = self.cancel_locks().await;
-        for ost in self.ost_indices() {
+        for ost in self.locks.granted_by() {
             if let Err(e) = self.ost(ost, &OstRequest::Disconnect).await {
                 tracing::debug!(ost, error = %e, "disconnecting from the OST");
             }
