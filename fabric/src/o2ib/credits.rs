@@ -137,9 +137,12 @@ impl Pools {
     }
 
     /// Whether a NOOP should go now: enough owed in either pool, and a
-    /// control credit for it.
+    /// control credit for it. The last one only with control credits to
+    /// return: a NOOP for message credits alone that took it would leave
+    /// this side none, and the peer, owing it fewer than a NOOP's worth,
+    /// would never send them back.
     pub fn wants_noop(&self) -> bool {
-        (self.msg.owes_noop() || self.ctrl.owes_noop()) && self.ctrl.have() >= 1
+        (self.msg.owes_noop() || self.ctrl.owes_noop()) && self.ctrl.may_send()
     }
 
     /// Whether a message of `kind` may go now.
