@@ -664,24 +664,37 @@ impl OstAnswer {
     }
 }
 
+/// How long a client waits before it asks an OST in recovery again.
+const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One OST RPC, within that OST's in-flight limit; `data` appends a short
-/// write's bytes after the call.
+/// write's bytes after the call. What an OST in its recovery window after
+/// a restart refuses for now (EINPROGRESS) is asked again until it closes.
 pub(crate) async fn ost_exchange(
     ep: &Endpoint,
     link: &OstLink,
     req: &OstRequest,
     data: impl FnOnce(&mut Vec<u8>) -> Result<()>,
 ) -> Result<OstAnswer> {
-    // What a restarted OST waits for before it serves anything else never
-    // waits behind those requests for a slot.
+    // What a restarted OST waits for never waits behind other requests for
+    // a slot.
     let recovery =
         matches!(req, OstRequest::Connect { .. } | OstRequest::Replay { .. } | OstRequest::ReplayDone);
-    let _slot = if recovery { None } else { Some(link.in_flight.acquire(Brw::of(req)).await) };
     let mut body = encode(&OstCall { target: link.index, op: req.clone() });
     data(&mut body)?;
-    let started = std::time::Instant::now();
-    let r = ep.call(link.peer, portal::OST, req.opcode(), &body).await;
-    link.stats.latency.observe(req.opcode(), || req.name(), started.elapsed().as_secs_f64());
+    let r = loop {
+        let slot = if recovery { None } else { Some(link.in_flight.acquire(Brw::of(req)).await) };
+        let started = std::time::Instant::now();
+        let r = ep.call(link.peer, portal::OST, req.opcode(), &body).await;
+        link.stats.latency.observe(req.opcode(), || req.name(), started.elapsed().as_secs_f64());
+        match r {
+            Err(fabric::RpcError::Remote(e)) if e == Errno::EINPROGRESS => {
+                drop(slot);
+                tokio::time::sleep(RECOVERY_RETRY).await;
+            }
+            r => break r,
+        }
+    };
     let msg = r?;
     let (reply, tail) = decode_ost_reply(msg.body())?;
     let data_at = msg.body().len() - tail.len();

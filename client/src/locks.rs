@@ -440,8 +440,10 @@ impl LockCache {
             let epoch = objs.bump();
             let o = objs.map.get_mut(fid).expect("listed");
             o.epoch = epoch;
+            // Those being called back too: the writes they are flushing may
+            // have died with the OSS, and are sent again under them.
             if o.has_writers() {
-                let keep = o.locks.iter().filter(|l| l.mode == LockMode::PW && !l.cancelling);
+                let keep = o.locks.iter().filter(|l| l.mode == LockMode::PW);
                 replayable.entry(ost).or_default().extend(keep.map(|l| (*fid, *l)));
             }
             let released = o.locks.len();
@@ -464,9 +466,11 @@ impl LockCache {
     /// on its objects and those dropped with writes gathered under them.
     pub(crate) fn to_replay(&self, ost: u32) -> Vec<(Fid, LockMode, LockExtent, LockHandle)> {
         let objs = self.lock();
-        let held = objs.map.iter().filter(|(_, o)| o.ost == ost).flat_map(|(fid, o)| {
-            o.locks.iter().filter(|l| !l.cancelling).map(move |l| (*fid, l.mode, l.extent, l.handle))
-        });
+        let held = objs
+            .map
+            .iter()
+            .filter(|(_, o)| o.ost == ost)
+            .flat_map(|(fid, o)| o.locks.iter().map(move |l| (*fid, l.mode, l.extent, l.handle)));
         let mut all: Vec<_> = held.collect();
         if let Some(dropped) = self.replayable.lock().expect("replayable lock").get(&ost) {
             for (fid, l) in dropped {
@@ -485,9 +489,13 @@ impl LockCache {
         if let Some(v) = self.replayable.lock().expect("replayable lock").get_mut(&ost) {
             v.retain(|(_, l)| l.handle != old);
         }
-        let swapped = {
+        let found = {
             let mut objs = self.lock();
             match objs.map.get_mut(&fid).and_then(|o| o.locks.iter_mut().find(|l| l.handle == old)) {
+                // Being called back: its callback ends it under the old
+                // handle; the OST calls the new one back when it is wanted
+                // (an unknown handle's callback still sends the writes).
+                Some(l) if l.cancelling => true,
                 Some(l) => {
                     l.handle = new.handle;
                     true
@@ -495,7 +503,7 @@ impl LockCache {
                 None => false,
             }
         };
-        if !swapped {
+        if !found {
             self.install(ost, fid, new);
         }
         for w in self.writers_of(fid) {

@@ -8,6 +8,7 @@
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::locks::Held;
+use fabric::Errno;
 use proto::{OstReply, OstRequest};
 
 impl Client {
@@ -23,8 +24,10 @@ impl Client {
             return Err(ClientError::UnexpectedReply { service: "OST" });
         };
         if !recovering {
-            // No restart (or its recovery is over): the locks dropped after
-            // the loss stay dropped.
+            // No restart (or its recovery is over; or an eviction): the
+            // locks go now, so none is set aside later to be replayed at
+            // some later restart.
+            self.locks_intact(ost);
             self.locks.forget_replayable(ost);
             return Ok(());
         }
@@ -38,12 +41,16 @@ impl Client {
                     self.locks.replayed(ost, fid, old, Held::granted(handle, mode, extent, attr.size));
                     replayed += 1;
                 }
-                // Writes gathered under it will be refused, as an evicted
-                // client's are.
-                other => {
+                // Refused: writes gathered under it will be too, as an
+                // evicted client's are.
+                Err(e) if e.errno() == Errno::ENOLCK || e.errno() == Errno::EINVAL => {
                     refused += 1;
-                    tracing::warn!(ost, %fid, ?other, "the OST did not take a lock back");
+                    tracing::warn!(ost, %fid, error = %e, "the OST did not take a lock back");
                 }
+                // Lost on the way: the pinger tries again, with what is
+                // still to replay.
+                Err(e) => return Err(e),
+                Ok(_) => return Err(ClientError::UnexpectedReply { service: "OST" }),
             }
         }
         self.locks.forget_replayable(ost);
@@ -58,11 +65,16 @@ impl Client {
     /// unmount).
     pub async fn unmount(&self) -> Result<()> {
         let given_back = self.cancel_locks().await;
+        self.disconnect().await;
+        given_back
+    }
+
+    /// Tells each OST that granted this client a lock that it is gone.
+    pub async fn disconnect(&self) {
         for ost in self.locks.granted_by() {
             if let Err(e) = self.ost(ost, &OstRequest::Disconnect).await {
                 tracing::debug!(ost, error = %e, "disconnecting from the OST");
             }
         }
-        given_back
     }
 }

@@ -48,6 +48,9 @@ impl Errno {
     pub const EHOSTUNREACH: Errno = Errno(libc::EHOSTUNREACH);
     pub const ESTALE: Errno = Errno(libc::ESTALE);
     pub const ENOLCK: Errno = Errno(libc::ENOLCK);
+    /// The server is recovering: ask again shortly (as Lustre's clients
+    /// treat -EINPROGRESS).
+    pub const EINPROGRESS: Errno = Errno(libc::EINPROGRESS);
     pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
     pub const ENOTTY: Errno = Errno(libc::ENOTTY);
     pub const ETXTBSY: Errno = Errno(libc::ETXTBSY);
@@ -90,6 +93,7 @@ impl Errno {
             (Errno::ENOTCONN, "ENOTCONN"),
             (Errno::ESTALE, "ESTALE"),
             (Errno::ENOLCK, "ENOLCK"),
+            (Errno::EINPROGRESS, "EINPROGRESS"),
             (Errno::EFAULT, "EFAULT"),
             (Errno::ENOSYS, "ENOSYS"),
             (Errno::ERANGE, "ERANGE"),

@@ -160,8 +160,13 @@ pub fn mount_then(
     let served = session.run().map_err(io("serving /dev/fuse"));
     // As a Lustre client does when it unmounts: writers need not wait for
     // the OSTs to find this client gone.
-    let given_back = rt
-        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), client.unmount()).await });
+    let given_back = rt.block_on(async {
+        let given_back = tokio::time::timeout(UNMOUNT_STEP, client.cancel_locks()).await;
+        // Apart, so a slow flush does not leave the OSTs waiting for this
+        // client after their next restart.
+        let _ = tokio::time::timeout(UNMOUNT_STEP, client.disconnect()).await;
+        given_back
+    });
     if !matches!(given_back, Ok(Ok(()))) {
         tracing::info!(
             "not every lock was given back at unmount; the OSTs drop them when they find the client gone"
@@ -171,6 +176,8 @@ pub fn mount_then(
     served
 }
 
+/// The longest an unmount waits to give its locks back, and to disconnect.
+const UNMOUNT_STEP: std::time::Duration = std::time::Duration::from_secs(5);
 /// A mount served by a background thread; dropping it unmounts.
 pub struct MountGuard {
     session: Option<fuser::BackgroundSession>,

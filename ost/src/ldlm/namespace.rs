@@ -245,7 +245,7 @@ impl Namespace {
         if !want.is_valid() {
             return Err(Errno::EINVAL);
         }
-        self.recovery.wait().await;
+        self.recovery.check()?;
         self.recovery.note_holder(&self.name, ClientKey::from(client)).await;
         let owner = Owner::Client(client);
         let handle = self.cookie();
@@ -297,8 +297,8 @@ impl Namespace {
     /// is refused the same way.
     pub async fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
         let handle = if handle.0 < self.first_cookie {
-            self.recovery.wait().await;
-            match self.recovery.replayed_as(handle) {
+            self.recovery.check()?;
+            match self.recovery.replayed_as(ClientKey::from(client), handle) {
                 Some(h) => h,
                 None => {
                     return Err(self.stale(client, fid, handle, "a lock of the last run it did not replay"));
@@ -354,22 +354,30 @@ impl Namespace {
         if !extent.is_valid() || old.0 >= self.first_cookie {
             return Err(Errno::EINVAL);
         }
-        if !self.recovery.is_open() {
-            // Too late: the lock was taken from it, as from an evicted client.
+        let key = ClientKey::from(client);
+        // Too late, or not a holder of the last run: the lock is gone, as
+        // an evicted client's is.
+        if !self.recovery.awaits(key) {
             return Err(Errno::ENOLCK);
         }
-        self.recovery.note_holder(&self.name, ClientKey::from(client)).await;
         let handle = self.cookie();
+        let owner = Owner::Client(client);
         loop {
             let res = self.resource(fid);
             let mut st = res.state.lock().expect("resource lock");
             if st.dead {
                 continue;
             }
-            st.res.locks.push(Lock { handle, owner: Owner::Client(client), mode, extent, cancelling: false });
+            // The last run's locks did not conflict; one that does now was
+            // not held when it ended.
+            if st.res.conflicting(&owner, mode, &extent).next().is_some() {
+                return Err(Errno::ENOLCK);
+            }
+            st.res.locks.push(Lock { handle, owner, mode, extent, cancelling: false });
             break;
         }
-        self.recovery.note_replayed(old, handle);
+        self.recovery.note_holder(&self.name, key).await;
+        self.recovery.note_replayed(key, old, handle);
         self.stats.replayed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(ns = %self.name, %client, %fid, mode = mode.name(), %extent, ?old, ?handle, "lock replayed");
         Ok(handle)
@@ -398,7 +406,7 @@ impl Namespace {
         fid: Fid,
         extent: LockExtent,
     ) -> Result<IoGuard, Errno> {
-        self.recovery.wait().await;
+        self.recovery.check()?;
         let owner = Owner::Io { for_client: client };
         let handle = self.cookie();
         let (res, ()) = self
@@ -418,7 +426,7 @@ impl Namespace {
         fid: Fid,
         extent: LockExtent,
     ) -> Result<(), Errno> {
-        self.recovery.wait().await;
+        self.recovery.check()?;
         // The common case, no lock on the object at all, costs a lookup.
         let Some(res) = self.existing(&fid) else { return Ok(()) };
         let owner = Owner::Client(client);
@@ -546,8 +554,11 @@ impl Namespace {
     /// lost callback) learns it was evicted when it sees the connection
     /// go, and drops the cache its locks covered before serving from it
     /// again, as a Lustre client invalidates an evicted import.
-    pub fn evict(&self, holder: ProcessId, why: &str) {
+    pub fn evict(self: &Arc<Self>, holder: ProcessId, why: &str) {
         let dropped = self.drop_client(holder);
+        // Nothing of it to wait for after a restart.
+        let ns = self.clone();
+        tokio::spawn(async move { ns.recovery.forget_holder(&ns.name, ClientKey::from(holder)).await });
         self.stats.evictions.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(ns = %self.name, client = %holder, locks = dropped, reason = why, "evicting a client from the lock namespace");
         if let Some(ep) = self.ep.get() {
@@ -658,38 +669,39 @@ mod tests {
         let run1 = |n: u64| LockHandle((1 << LockHandle::RUN_SHIFT) | n);
         let (old, forgotten) = (run1(7), run1(9));
 
-        let ns2 = ns.clone();
-        let newcomer =
-            tokio::spawn(async move { ns2.enqueue(client(3), fid(), LockMode::PW, LockExtent::WHOLE).await });
-        let ns2 = ns.clone();
         let other = Fid::new(Fid::ost_seq(0), 10);
-        let unlocked = tokio::spawn(async move { ns2.lock_read(client(3), other, LockExtent::WHOLE).await });
-        let ns2 = ns.clone();
-        let gathered = tokio::spawn(async move { ns2.check_gathered(client(1), fid(), old).await });
-
-        // Replays are granted at once; a handle of this run is no replay.
         let whole = LockExtent::WHOLE;
+        // What must wait for the window is refused for now: asked again.
+        let in_window = Err(Errno::EINPROGRESS);
+        assert_eq!(ns.enqueue(client(3), fid(), LockMode::PW, whole).await.map(|_| ()), in_window);
+        assert_eq!(ns.lock_read(client(3), other, whole).await, in_window);
+        assert_eq!(ns.lock_io(client(3), other, whole).await.map(|_| ()), in_window);
+        assert_eq!(ns.check_gathered(client(1), fid(), old).await, in_window);
+
+        // Replays are granted at once; a handle of this run is no replay;
+        // only a holder of the last run replays, and nothing that conflicts.
         let new = ns.replay(client(1), fid(), LockMode::PW, whole, old).await.unwrap();
         assert_eq!(new.run(), 2);
         assert_eq!(ns.replay(client(1), fid(), LockMode::PW, whole, new).await, Err(Errno::EINVAL));
+        assert_eq!(ns.replay(client(3), other, LockMode::PW, whole, run1(8)).await, Err(Errno::ENOLCK));
+        assert_eq!(ns.replay(client(2), fid(), LockMode::PW, whole, run1(8)).await, Err(Errno::ENOLCK));
         ns.replay_done(client(1));
-        tokio::task::yield_now().await;
         assert!(ns.recovering(), "client 2 has not replayed");
-        assert!(!newcomer.is_finished() && !unlocked.is_finished() && !gathered.is_finished());
         ns.replay_done(client(2));
         assert!(!ns.recovering());
         assert!(ns.recovery_status().contains("completed_clients: 2/2"));
 
-        // The writes of the replayed lock pass; the newcomer waited for the
-        // window and then for that lock, whose holder it calls back (no
-        // endpoint here: EAGAIN).
-        assert_eq!(gathered.await.unwrap(), Ok(()));
-        assert_eq!(newcomer.await.unwrap(), Err(Errno::EAGAIN));
-        assert_eq!(unlocked.await.unwrap(), Ok(()));
+        // The writes of the replayed lock pass, under its holder only; a
+        // newcomer now calls that lock back (no endpoint here: EAGAIN).
+        assert_eq!(ns.check_gathered(client(1), fid(), old).await, Ok(()));
+        assert_eq!(ns.check_gathered(client(2), fid(), old).await, Err(Errno::ENOLCK));
+        let newcomer = ns.enqueue(client(3), fid(), LockMode::PW, whole).await;
+        assert_eq!(newcomer.map(|_| ()), Err(Errno::EAGAIN));
+        assert_eq!(ns.lock_read(client(3), other, whole).await, Ok(()));
         // A lock of the last run that was not replayed is gone for good.
         assert_eq!(ns.check_gathered(client(1), fid(), forgotten).await, Err(Errno::ENOLCK));
         assert_eq!(ns.replay(client(1), fid(), LockMode::PW, whole, forgotten).await, Err(Errno::ENOLCK));
-        assert_eq!(ns.stats().stale_writes.load(Ordering::Relaxed), 1);
+        assert_eq!(ns.stats().stale_writes.load(Ordering::Relaxed), 2);
         // The file now names this run's holders: the one that replayed and
         // the newcomer (noted before its grant); not client 2, which held
         // nothing to replay.

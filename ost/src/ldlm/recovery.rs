@@ -12,7 +12,6 @@ use proto::LockHandle;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
 
 pub(super) struct Recovery {
     file: Option<ClientFile>,
@@ -21,7 +20,6 @@ pub(super) struct Recovery {
     /// newest set.
     saving: Mutex<()>,
     open: AtomicBool,
-    closed: Notify,
 }
 
 #[derive(Default)]
@@ -37,8 +35,9 @@ struct State {
     ended: Option<u64>,
     /// Clients that took or replayed a lock in this run.
     holders: HashSet<ClientKey>,
-    /// Handles of earlier runs replayed in this one, and their new handles.
-    replayed: HashMap<LockHandle, LockHandle>,
+    /// Handles of earlier runs replayed in this one, by client, and their
+    /// new handles.
+    replayed: HashMap<(ClientKey, LockHandle), LockHandle>,
 }
 
 impl Recovery {
@@ -68,7 +67,6 @@ impl Recovery {
             state: Mutex::new(State { waiting, expected, started, ended, ..State::default() }),
             saving: Mutex::new(()),
             open: AtomicBool::new(open),
-            closed: Notify::new(),
         })
     }
 
@@ -76,15 +74,17 @@ impl Recovery {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Returns once the window is closed.
-    pub(super) async fn wait(&self) {
-        loop {
-            let closed = self.closed.notified();
-            if !self.is_open() {
-                return;
-            }
-            closed.await;
-        }
+    /// Refuses, while the window is open, what must wait for it: the
+    /// client asks again shortly. Refused rather than parked, since a
+    /// parked request keeps its receive buffer and so the client's send
+    /// credit, which the client's replay needs.
+    pub(super) fn check(&self) -> Result<(), fabric::Errno> {
+        if self.is_open() { Err(fabric::Errno::EINPROGRESS) } else { Ok(()) }
+    }
+
+    /// Whether `client` is one the window waits for.
+    pub(super) fn awaits(&self, client: ClientKey) -> bool {
+        self.state.lock().expect("recovery lock").waiting.contains(&client)
     }
 
     /// Clients still awaited.
@@ -103,7 +103,6 @@ impl Recovery {
             st.ended = Some(unix_now());
             std::mem::take(&mut st.waiting)
         };
-        self.closed.notify_waiters();
         if missing.is_empty() {
             tracing::info!(ns = name, why, "recovery done: every lock holder of the last run replayed");
         } else {
@@ -132,13 +131,13 @@ impl Recovery {
         }
     }
 
-    pub(super) fn note_replayed(&self, old: LockHandle, new: LockHandle) {
-        self.state.lock().expect("recovery lock").replayed.insert(old, new);
+    pub(super) fn note_replayed(&self, client: ClientKey, old: LockHandle, new: LockHandle) {
+        self.state.lock().expect("recovery lock").replayed.insert((client, old), new);
     }
 
-    /// The handle an earlier run's `old` was replayed as, if it was.
-    pub(super) fn replayed_as(&self, old: LockHandle) -> Option<LockHandle> {
-        self.state.lock().expect("recovery lock").replayed.get(&old).copied()
+    /// The handle `client`'s lock `old` of an earlier run was replayed as.
+    pub(super) fn replayed_as(&self, client: ClientKey, old: LockHandle) -> Option<LockHandle> {
+        self.state.lock().expect("recovery lock").replayed.get(&(client, old)).copied()
     }
 
     /// Records that `client` holds locks here, on disk before it is
