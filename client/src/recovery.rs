@@ -8,7 +8,7 @@
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::locks::Held;
-use fabric::Errno;
+use fabric::RpcError;
 use proto::{OstReply, OstRequest};
 
 impl Client {
@@ -41,9 +41,9 @@ impl Client {
                     self.locks.replayed(ost, fid, old, Held::granted(handle, mode, extent, attr.size));
                     replayed += 1;
                 }
-                // Refused: writes gathered under it will be too, as an
-                // evicted client's are.
-                Err(e) if e.errno() == Errno::ENOLCK || e.errno() == Errno::EINVAL => {
+                // Refused (too late, or its object is gone): writes gathered
+                // under it will be too, as an evicted client's are.
+                Err(e @ ClientError::Rpc(RpcError::Remote(_))) => {
                     refused += 1;
                     tracing::warn!(ost, %fid, error = %e, "the OST did not take a lock back");
                 }

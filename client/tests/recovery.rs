@@ -121,3 +121,30 @@ async fn a_holder_that_does_not_come_back_is_waited_for_until_the_window_ends() 
     drop(r);
     fs.shutdown();
 }
+
+/// A lock on an object destroyed before the restart cannot be replayed
+/// (the OST answers ENOENT); the client replays the rest and is done, so the
+/// window closes then, not when its time is up (which would refuse the
+/// writes gathered under the other locks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_on_a_destroyed_object_does_not_hold_up_the_replay() {
+    let mut fs = start_with_window(Duration::from_secs(120)).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let gone = a.open(&cred, "/gone", new, 0o644).await.unwrap();
+    gone.pwrite(0, &fill(4096, 3)).await.unwrap();
+    gone.close().await.unwrap();
+    let layout = a.resolve(&cred, "/gone").await.unwrap().1.unwrap();
+    let fid = layout.objects().next().unwrap().fid;
+    a.ost(0, &proto::OstRequest::Destroy { fid }).await.unwrap();
+    let w = a.open(&cred, "/kept", new, 0o644).await.unwrap();
+    w.pwrite(0, &fill(4096, 1)).await.unwrap();
+
+    fs.restart_oss(0).await;
+    // Refused (EIO) had the window closed on its time.
+    w.close().await.unwrap();
+    let status = recovery_status(&fs);
+    assert!(status.contains("status: COMPLETE") && status.contains("completed_clients: 1/1"), "{status}");
+    fs.shutdown();
+}
