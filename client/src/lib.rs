@@ -19,7 +19,6 @@ mod mount_spec;
 mod pinger;
 mod readahead;
 mod recovery;
-
 mod tunables;
 mod write_back;
 

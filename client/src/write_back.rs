@@ -230,7 +230,6 @@ impl WriteBack {
         Ok(out)
     }
 
-    /// Whether what is gathered names a lock this client no longer holds.
     /// Bytes gathered under `old` of `fid` are under `new` now (a replay).
     /// Skipped while a write holds the buffer (it may be waiting for the
     /// OST's recovery, which waits for this replay): the OST still knows
@@ -241,6 +240,7 @@ impl WriteBack {
         }
     }
 
+    /// Whether what is gathered names a lock this client no longer holds.
     fn names_a_dropped_lock(&self, gather: &Gather) -> bool {
         gather.noted_locks().iter().any(|(fid, h)| !self.client.locks.holds(*fid, *h))
     }

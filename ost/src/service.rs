@@ -447,7 +447,7 @@ impl Oss {
             None => None,
         };
         if let Some(h) = lock
-            && let Err(e) = target.ldlm.check_gathered(req.from, fid, h).await
+            && let Err(e) = target.ldlm.check_gathered(req.from, fid, h)
         {
             // A write to an object that is gone is ENOENT, whatever its lock.
             let store = target.store.clone();

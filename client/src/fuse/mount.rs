@@ -178,6 +178,7 @@ pub fn mount_then(
 
 /// The longest an unmount waits to give its locks back, and to disconnect.
 const UNMOUNT_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A mount served by a background thread; dropping it unmounts.
 pub struct MountGuard {
     session: Option<fuser::BackgroundSession>,

@@ -295,7 +295,7 @@ impl Namespace {
     /// earlier run of the target (before a restart) stands for the lock it
     /// was replayed as; one that was not replayed in the recovery window
     /// is refused the same way.
-    pub async fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
+    pub fn check_gathered(&self, client: ProcessId, fid: Fid, handle: LockHandle) -> Result<(), Errno> {
         let handle = if handle.0 < self.first_cookie {
             self.recovery.check()?;
             match self.recovery.replayed_as(ClientKey::from(client), handle) {
@@ -676,7 +676,7 @@ mod tests {
         assert_eq!(ns.enqueue(client(3), fid(), LockMode::PW, whole).await.map(|_| ()), in_window);
         assert_eq!(ns.lock_read(client(3), other, whole).await, in_window);
         assert_eq!(ns.lock_io(client(3), other, whole).await.map(|_| ()), in_window);
-        assert_eq!(ns.check_gathered(client(1), fid(), old).await, in_window);
+        assert_eq!(ns.check_gathered(client(1), fid(), old), in_window);
 
         // Replays are granted at once; a handle of this run is no replay;
         // only a holder of the last run replays, and nothing that conflicts.
@@ -693,13 +693,13 @@ mod tests {
 
         // The writes of the replayed lock pass, under its holder only; a
         // newcomer now calls that lock back (no endpoint here: EAGAIN).
-        assert_eq!(ns.check_gathered(client(1), fid(), old).await, Ok(()));
-        assert_eq!(ns.check_gathered(client(2), fid(), old).await, Err(Errno::ENOLCK));
+        assert_eq!(ns.check_gathered(client(1), fid(), old), Ok(()));
+        assert_eq!(ns.check_gathered(client(2), fid(), old), Err(Errno::ENOLCK));
         let newcomer = ns.enqueue(client(3), fid(), LockMode::PW, whole).await;
         assert_eq!(newcomer.map(|_| ()), Err(Errno::EAGAIN));
         assert_eq!(ns.lock_read(client(3), other, whole).await, Ok(()));
         // A lock of the last run that was not replayed is gone for good.
-        assert_eq!(ns.check_gathered(client(1), fid(), forgotten).await, Err(Errno::ENOLCK));
+        assert_eq!(ns.check_gathered(client(1), fid(), forgotten), Err(Errno::ENOLCK));
         assert_eq!(ns.replay(client(1), fid(), LockMode::PW, whole, forgotten).await, Err(Errno::ENOLCK));
         assert_eq!(ns.stats().stale_writes.load(Ordering::Relaxed), 2);
         // The file now names this run's holders: the one that replayed and
