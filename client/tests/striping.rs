@@ -64,6 +64,22 @@ async fn striped_write_lands_on_every_ost_and_reads_back() {
     fs.shutdown();
 }
 
+/// `lfs setstripe -i N` on an OST that has just joined: the MDS has no
+/// object there yet, and the file must wait for its precreate rather than
+/// land on another OST (or be refused as naming no OST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_ost_asked_for_is_waited_for_when_it_has_just_joined() {
+    let mut fs = TestFs::start(1).await;
+    let c = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = fs.add_oss(|_| {}).await;
+    let spec = StripeSpec { stripe_count: Some(1), stripe_size: None, stripe_offset: Some(new) };
+    let (_, layout) = c.create(&cred, c.root(), "on-the-new-ost", 0o644, spec, true).await.unwrap();
+    let r0 = layout.unwrap().raid0().unwrap().clone();
+    assert_eq!(r0.objects.iter().map(|o| o.ost_idx).collect::<Vec<_>>(), vec![new]);
+    fs.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holes_read_as_zeros_and_truncate_frees() {
     let fs = TestFs::start(2).await;

@@ -288,19 +288,23 @@ impl Mds {
     }
 
     /// Right after start (or after an OST joins) the pools of some OSTs
-    /// may still be empty; a create asking for more stripes than are ready
-    /// waits briefly for the refill instead of getting fewer stripes.
+    /// may still be empty; a create asking for more stripes than are ready,
+    /// or for a first OST (`lfs setstripe -i`) that is not ready, waits
+    /// briefly for the refill instead of getting fewer stripes or other
+    /// OSTs. An OST still empty after that is skipped, as Lustre skips an
+    /// inactive one.
     async fn wait_for_pools(&self, parent: Fid, stripe: &proto::StripeSpec) {
         let Ok(spec) = self.mdt.effective_stripe(parent, stripe) else { return };
-        let known = self.osts().len();
+        let osts = self.osts();
         let wanted = match spec.stripe_count.unwrap_or(1) {
-            -1 => known,
-            c => (c.max(1) as usize).min(known),
+            -1 => osts.len(),
+            c => (c.max(1) as usize).min(osts.len()),
         };
+        let first = spec.stripe_offset.filter(|&i| osts.iter().any(|t| t.index == i));
         for _ in 0..40 {
             let pools = self.mdt.pools();
             let ready = pools.osts().iter().filter(|i| pools.available(**i) > 0).count();
-            if ready >= wanted {
+            if ready >= wanted && first.is_none_or(|i| pools.available(i) > 0) {
                 return;
             }
             self.refill.notify_one();

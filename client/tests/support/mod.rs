@@ -66,20 +66,28 @@ impl TestFs {
         })
         .await
         .unwrap();
-        let (mut osses, mut oss_configs) = (Vec::new(), Vec::new());
-        for index in 0..osts {
-            let odir = dir.path().join(format!("ost{index}"));
-            std::fs::create_dir_all(&odir).unwrap();
-            ObjectStore::format(&odir, FSNAME, index).unwrap();
-            let mut cfg = OssConfig::new(FSNAME, unique_nid(), mgs, vec![TargetConfig { dir: odir, index }]);
-            cfg.buffers = 8;
-            cfg.io_threads = 2;
-            tweak(&mut cfg);
-            osses.push(Oss::start(cfg.clone()).await.unwrap());
-            oss_configs.push(cfg);
+        let mut fs = TestFs { dir, mgs, mds, osses: Vec::new(), oss_configs: Vec::new() };
+        for _ in 0..osts {
+            fs.add_oss(&tweak).await;
         }
-        objects_on_every_ost(&mds, osts).await;
-        TestFs { dir, mgs, mds, osses, oss_configs }
+        objects_on_every_ost(&fs.mds, osts).await;
+        fs
+    }
+
+    /// Formats the next OST and starts an OSS for it, which registers with
+    /// the MGS; the MDS has precreated nothing there yet when this returns.
+    pub async fn add_oss(&mut self, tweak: impl Fn(&mut OssConfig)) -> u32 {
+        let index = self.osses.len() as u32;
+        let odir = self.ost_dir(index);
+        std::fs::create_dir_all(&odir).unwrap();
+        ObjectStore::format(&odir, FSNAME, index).unwrap();
+        let mut cfg = OssConfig::new(FSNAME, unique_nid(), self.mgs, vec![TargetConfig { dir: odir, index }]);
+        cfg.buffers = 8;
+        cfg.io_threads = 2;
+        tweak(&mut cfg);
+        self.osses.push(Oss::start(cfg.clone()).await.unwrap());
+        self.oss_configs.push(cfg);
+        index
     }
 
     /// `MGSNID:/FSNAME`, for `Client::mount`.
