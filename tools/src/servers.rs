@@ -100,6 +100,10 @@ pub struct OssArgs {
     /// Address for Prometheus metrics, e.g. 127.0.0.1:9701.
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Seconds that the clients which held locks before a restart have to
+    /// replay them, while new locks wait (Lustre's `recovery_time_soft`).
+    #[arg(long, default_value_t = ost::ldlm::LdlmConfig::default().recovery_window.as_secs())]
+    pub recovery_window: u64,
 }
 
 fn parse_target(s: &str) -> std::result::Result<ost::TargetConfig, String> {
@@ -111,6 +115,7 @@ pub async fn oss(a: OssArgs) -> Result<()> {
     let mut cfg = ost::OssConfig::new(&a.fsname, a.nid, a.mgs, a.osts.clone());
     cfg.port = a.port;
     cfg.metrics = a.metrics.clone();
+    cfg.ldlm.recovery_window = std::time::Duration::from_secs(a.recovery_window);
     let h = ost::Oss::start(cfg).await.context("starting the OSS")?;
     let registry = crate::metrics::oss_registry(&h)?;
     if let Some(addr) = &a.metrics {

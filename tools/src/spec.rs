@@ -17,6 +17,7 @@
 //! host = "oss01"
 //! nid = "10.0.0.11@tcp"
 //! osts = [{ index = 0, dir = "/srv/glint/ost0" }, { index = 1, dir = "/srv/glint/ost1" }]
+//! recovery_window = 60   # optional: seconds clients have to replay locks after a restart
 //! [[client]]
 //! host = "*"
 //! mount = "/mnt/scratch"
@@ -73,6 +74,9 @@ pub struct OssSpec {
     pub osts: Vec<OstSpec>,
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Seconds of the lock recovery window after a restart.
+    #[serde(default)]
+    pub recovery_window: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -178,6 +182,9 @@ impl ClusterSpec {
             }
             if let Some(m) = &o.metrics {
                 args.extend(["--metrics".to_string(), m.clone()]);
+            }
+            if let Some(w) = o.recovery_window {
+                args.extend(["--recovery-window".to_string(), w.to_string()]);
             }
             out.push(LocalServer {
                 name: format!("oss{i}"),
@@ -306,6 +313,7 @@ osts = [{ index = 0, dir = "/srv/ost0" }, { index = 1, dir = "/srv/ost1" }]
 host = "oss02"
 nid = "10.0.0.12@o2ib"
 osts = [{ index = 2, dir = "/srv/ost2" }]
+recovery_window = 90
 [[client]]
 host = "*"
 mount = "/mnt/my scratch"
@@ -330,6 +338,8 @@ mount = "/mnt/my scratch"
         let o2ib = s.local_servers("oss02");
         assert!(o2ib[0].args.windows(2).any(|w| w[0] == "--nid" && w[1] == "10.0.0.12@o2ib"));
         assert!(o2ib[0].args.windows(2).any(|w| w[0] == "--mgs" && w[1] == "10.0.0.1@tcp"));
+        assert!(o2ib[0].args.windows(2).any(|w| w[0] == "--recovery-window" && w[1] == "90"));
+        assert!(!oss[0].args.iter().any(|a| a == "--recovery-window"));
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct UpArgs {
     /// Size of the MDT, the same way.
     #[arg(long, value_parser = crate::sized::parse)]
     pub mdt_size: Option<u64>,
+    /// Seconds that clients which held locks before an OSS restart have to
+    /// replay them, while new I/O to its OSTs waits [default: 30]; kept for
+    /// later `glint up`s.
+    #[arg(long)]
+    pub recovery_window: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -207,6 +212,15 @@ async fn fetch_config(ep: &Endpoint, mgs: Nid, fsname: &str) -> Result<FsConfig>
     }
 }
 
+/// Sets `flag` to `value` in a server's arguments, replacing an earlier
+/// value.
+fn set_flag(args: &mut Vec<String>, flag: &str, value: &str) {
+    match args.iter().position(|a| a == flag) {
+        Some(i) if i + 1 < args.len() => args[i + 1] = value.to_string(),
+        _ => args.extend([flag.to_string(), value.to_string()]),
+    }
+}
+
 async fn probe_endpoint(port: u16) -> Result<Endpoint> {
     let mut cfg = EndpointConfig::client("127.0.0.1@tcp".parse()?);
     cfg.tcp.port = port;
@@ -231,7 +245,7 @@ pub async fn up(a: UpArgs) -> Result<()> {
     for sub in ["run", "log"] {
         fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let state = if let Some(spec) = &a.spec {
+    let mut state = if let Some(spec) = &a.spec {
         if a.ost_size.is_some() || a.mdt_size.is_some() {
             bail!(
                 "--ost-size and --mdt-size are for `glint up` without a spec: a spec names target directories"
@@ -273,6 +287,11 @@ pub async fn up(a: UpArgs) -> Result<()> {
             }
         }
     };
+    if let Some(w) = a.recovery_window {
+        for s in state.servers.iter_mut().filter(|s| s.args.first().is_some_and(|c| c == "oss")) {
+            set_flag(&mut s.args, "--recovery-window", &w.to_string());
+        }
+    }
     state.save(&dir)?;
     for d in state.sized_dirs(&dir) {
         crate::sized::attach(&d)?;
@@ -281,6 +300,10 @@ pub async fn up(a: UpArgs) -> Result<()> {
     let mut started = Vec::new();
     for s in &state.servers {
         match running(&dir, &s.name) {
+            Some(pid) if a.recovery_window.is_some() && s.name.starts_with("oss") => println!(
+                "{:<6} already running (pid {pid}); its new recovery window applies from its next start",
+                s.name
+            ),
             Some(pid) => println!("{:<6} already running (pid {pid})", s.name),
             None => {
                 let mut child = spawn_daemon(&dir, &s.name, &s.args, state.port)?;

@@ -282,6 +282,8 @@ fn lctl_and_sized_osts_with_real_processes() {
             "2",
             "--ost-size",
             "64M",
+            "--recovery-window",
+            "7",
             "--port",
             &port.to_string(),
             "--metrics-port",
@@ -315,6 +317,9 @@ fn lctl_and_sized_osts_with_real_processes() {
     assert!(ok, "{err}");
     let kb: u64 = kb.trim().parse().unwrap();
     assert!((48 << 10..=64 << 10).contains(&kb), "kbytestotal {kb}");
+    let (_, window, _) =
+        glint(&run, port, &["lctl", "get_param", "-n", "obdfilter.glint-OST0001.recovery_time_soft"]);
+    assert_eq!(window, "7\n", "the OSS was started with `glint up --recovery-window 7`");
 
     // I/O through the mount shows in the stats; `lctl` as argv0 works.
     let mut f = std::fs::File::create(mount.join("small")).unwrap();

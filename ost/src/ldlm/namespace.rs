@@ -340,6 +340,11 @@ impl Namespace {
         self.recovery.status(self.cfg.recovery_window)
     }
 
+    /// How long a recovery window after a restart lasts at most.
+    pub fn recovery_window(&self) -> Duration {
+        self.cfg.recovery_window
+    }
+
     /// A lock `client` held before the restart, given back as it was under
     /// a new handle, without waiting: the locks of the last run did not
     /// conflict then, and no new one is granted until the window closes.

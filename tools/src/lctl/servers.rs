@@ -134,6 +134,7 @@ impl Node for OssNode {
             out.push(Param::ro(p("stats"), render(s.at, &lines)));
             out.push(Param::ro(p("uuid"), format!("{t}_UUID")));
             out.push(Param::ro(p("recovery_status"), target.ldlm.recovery_status()));
+            out.push(Param::ro(p("recovery_time_soft"), target.ldlm.recovery_window().as_secs()));
             out.push(Param::ro(
                 format!("ldlm.namespaces.{}.lock_count", target.ldlm.name()),
                 target.ldlm.lock_count(),
