@@ -351,13 +351,15 @@ impl Client {
     }
 
     /// Every object's attributes, in stripe order, asked in parallel. Each
-    /// is read under a PR lock over the whole object (taken when not held),
-    /// so any other client's change calls the lock back first, and while
-    /// it is held the attributes need no RPC (Lustre's lock value block).
+    /// is read under a PR lock over the whole object (taken when not held,
+    /// and while it is held the attributes need no RPC: Lustre's lock value
+    /// block), unless another client writes the object: then its size
+    /// comes from what the writer knows, its cached writes counted, and the
+    /// writer keeps its lock (see `Client::glimpse`).
     pub async fn object_attrs(&self, layout: &Layout) -> Result<Vec<ObjAttr>> {
         let mut asks = Vec::new();
         for (i, o) in layout.objects().copied().enumerate() {
-            asks.push(async move { (i, self.object_attr(o.ost_idx, o.fid).await) });
+            asks.push(async move { (i, self.glimpse(o.ost_idx, o.fid).await) });
         }
         let n = asks.len();
         let mut out = vec![ObjAttr::default(); n];
@@ -365,22 +367,6 @@ impl Client {
             out[i] = r?;
         }
         Ok(out)
-    }
-
-    async fn object_attr(&self, ost: u32, fid: Fid) -> Result<ObjAttr> {
-        self.hold(ost, fid, LockMode::PR, LockExtent::WHOLE).await?;
-        if let Some(a) = self.locks.attr_under_lock(fid) {
-            return Ok(a);
-        }
-        // Held, but this client changed the object since the grant.
-        let epoch = self.locks.epoch(fid);
-        match self.ost(ost, &OstRequest::Getattr { fid }).await? {
-            OstReply::Attr(a) => {
-                self.locks.store_attr(fid, epoch, a);
-                Ok(a)
-            }
-            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
-        }
     }
 
     pub(crate) fn clone_handle(&self) -> Arc<ClientRef> {
@@ -406,11 +392,13 @@ impl Client {
             let obj_size = r0.object_size_for(stripe, size);
             let o = *o;
             set.spawn(async move {
-                me.ost(o.ost_idx, &OstRequest::Truncate { fid: o.fid, size: obj_size }).await
+                me.ost(o.ost_idx, &OstRequest::Truncate { fid: o.fid, size: obj_size }).await?;
+                Ok::<_, ClientError>((o.fid, obj_size))
             });
         }
         while let Some(r) = set.join_next().await {
-            r.expect("truncate task")?;
+            let (fid, obj_size) = r.expect("truncate task")?;
+            self.locks.truncated(fid, obj_size);
         }
         Ok(())
     }

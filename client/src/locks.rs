@@ -29,6 +29,14 @@ const EARLY_REVOKES: usize = 16;
 /// nothing of, least recently used first (Lustre's lock LRU).
 pub(crate) const LOCK_LRU: usize = 4096;
 
+/// What was known when a lock was asked for.
+struct Asking {
+    /// The OSS's connection then, if connected.
+    conn: Option<OstConn>,
+    /// The object's epoch then.
+    epoch: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Held {
     pub(crate) handle: LockHandle,
@@ -133,6 +141,9 @@ pub struct LockStats {
     pub cancelled: AtomicU64,
     /// Blocking callbacks the OSTs sent this client.
     pub callbacks: AtomicU64,
+    /// Glimpse callbacks answered: another client's stat asked the size
+    /// this client knows, and the lock stayed.
+    pub glimpses: AtomicU64,
     /// Bytes of gathered writes a callback sent before its lock went:
     /// what another client's access made this one write early.
     pub callback_flushed_bytes: AtomicU64,
@@ -299,6 +310,22 @@ impl LockCache {
     /// the largest size its locks were granted with (None without one).
     pub fn known_size(&self, fid: Fid) -> Option<u64> {
         self.lock().map.get(&fid).and_then(|o| o.locks.iter().map(|l| l.size).max())
+    }
+
+    /// This client wrote or gathered bytes of the object up to `end`: what
+    /// its locks know of its size grows to it.
+    pub fn grew(&self, fid: Fid, end: u64) {
+        if let Some(o) = self.lock().map.get_mut(&fid) {
+            o.locks.iter_mut().for_each(|l| l.size = l.size.max(end));
+        }
+    }
+
+    /// This client truncated the object to `size`: what its locks know of
+    /// its size follows (a glimpse is answered with it).
+    pub fn truncated(&self, fid: Fid, size: u64) {
+        if let Some(o) = self.lock().map.get_mut(&fid) {
+            o.locks.iter_mut().for_each(|l| l.size = size);
+        }
     }
 
     fn install(&self, ost: u32, fid: Fid, held: Held) -> bool {
@@ -546,9 +573,7 @@ impl LockCache {
         if let Some(o) = objs.map.get_mut(&fid) {
             // A write may grow the object; its own locks stay.
             if e.end < u64::MAX {
-                for l in &mut o.locks {
-                    l.size = l.size.max(e.end + 1);
-                }
+                o.locks.iter_mut().for_each(|l| l.size = l.size.max(e.end + 1));
             }
             let freed = o.drop_blocks(e);
             objs.bytes -= freed;
@@ -686,9 +711,13 @@ impl Service for CallbackService {
                     self.cache.lost([fid]);
                     self.cache.called_back(fid, handle, extent);
                     tracing::debug!(peer = %req.from, %fid, %extent, "lock called back; its cache dropped");
+                    Ok(encode(&LdlmCallbackReply::Cancelled))
+                }
+                LdlmCallback::Glimpse { fid, .. } => {
+                    self.cache.stats.glimpses.fetch_add(1, Ordering::Relaxed);
+                    Ok(encode(&LdlmCallbackReply::Glimpsed { size: self.cache.known_size(fid).unwrap_or(0) }))
                 }
             }
-            Ok(encode(&LdlmCallbackReply::Cancelled))
         })
     }
 }
@@ -702,6 +731,40 @@ impl Client {
         if self.locks_intact(ost) && self.locks.covered(fid, &extent, mode) {
             return Ok(());
         }
+        let asking = self.before_enqueue(ost, fid).await;
+        let reply = self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await?;
+        self.take_grant(ost, fid, mode, extent, asking, reply)
+    }
+
+    /// A regular file's object attributes for a stat: from the lock over
+    /// the whole object if one is held; otherwise a glimpse, which is
+    /// granted such a lock if no other client writes the object, and is
+    /// told the size the writers know (leaving them their locks) if some do.
+    pub(crate) async fn glimpse(&self, ost: u32, fid: Fid) -> Result<ObjAttr> {
+        if !(self.locks_intact(ost) && self.locks.covered(fid, &LockExtent::WHOLE, LockMode::PR)) {
+            let asking = self.before_enqueue(ost, fid).await;
+            match self.ost(ost, &OstRequest::Glimpse { fid }).await? {
+                OstReply::Attr(a) => return Ok(a),
+                reply => self.take_grant(ost, fid, LockMode::PR, LockExtent::WHOLE, asking, reply)?,
+            }
+        }
+        if let Some(a) = self.locks.attr_under_lock(fid) {
+            return Ok(a);
+        }
+        // Held, but this client changed the object since the grant.
+        let epoch = self.locks.epoch(fid);
+        match self.ost(ost, &OstRequest::Getattr { fid }).await? {
+            OstReply::Attr(a) => {
+                self.locks.store_attr(fid, epoch, a);
+                Ok(a)
+            }
+            _ => Err(ClientError::UnexpectedReply { service: "OST" }),
+        }
+    }
+
+    /// Waits out a callback of a lock of `fid` under way, then notes what
+    /// a grant about to be asked for must be checked against.
+    async fn before_enqueue(&self, ost: u32, fid: Fid) -> Asking {
         // A lock of the object is being given up: asking again before it
         // is gone would be granted at once (a client's own locks never
         // conflict) and starve whoever called it back.
@@ -717,11 +780,24 @@ impl Client {
         // Counted before the enqueue is sent, so a loss while it is under
         // way counts against the lock.
         let peer = self.osts.read().expect("osts lock").get(&ost).map(|l| l.peer);
-        let noted = peer.map(|peer| OstConn { peer, losses: self.ep.connection_losses(peer) });
+        let conn = peer.map(|peer| OstConn { peer, losses: self.ep.connection_losses(peer) });
         // The grant's attributes count only if nothing moved meanwhile (a
         // write of this client's own landing after the OST read them).
-        let epoch = self.locks.epoch(fid);
-        match self.ost(ost, &OstRequest::Enqueue { fid, mode, extent }).await? {
+        Asking { conn, epoch: self.locks.epoch(fid) }
+    }
+
+    /// Keeps the lock an OST granted for `extent` of `fid` in `mode`.
+    fn take_grant(
+        &self,
+        ost: u32,
+        fid: Fid,
+        mode: LockMode,
+        extent: LockExtent,
+        asking: Asking,
+        reply: OstReply,
+    ) -> Result<()> {
+        let Asking { conn: noted, epoch } = asking;
+        match reply {
             OstReply::Granted { handle, extent: granted, attr } if granted.contains(&extent) => {
                 self.locks.stats.granted.fetch_add(1, Ordering::Relaxed);
                 let held = Held::granted(handle, mode, granted, attr.size);
@@ -749,6 +825,14 @@ impl Client {
             }
             _ => Err(ClientError::UnexpectedReply { service: "OST" }),
         }
+    }
+
+    /// Whether this client holds locks over the whole of each of `objects`,
+    /// so what it knows of their attributes holds until a callback says
+    /// otherwise. A stat answered by a glimpse (another client writes the
+    /// file) holds no lock: its attributes are good for that answer only.
+    pub fn attrs_held(&self, objects: impl IntoIterator<Item = Fid>) -> bool {
+        objects.into_iter().all(|fid| self.locks.covered(fid, &LockExtent::WHOLE, LockMode::PR))
     }
 
     /// Whether the locks held on `ost` can still be trusted: no connection

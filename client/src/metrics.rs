@@ -110,6 +110,11 @@ const CLIENT: &[FamilySpec] = &[
         &[],
     ),
     FamilySpec::counter(
+        "glint_client_ldlm_glimpses_total",
+        "Glimpse callbacks answered: another client's stat was told the size this one knows, its lock kept.",
+        &[],
+    ),
+    FamilySpec::counter(
         "glint_client_ldlm_callback_flushed_bytes_total",
         "Bytes of gathered writes sent early because another client needed their lock.",
         &[],
@@ -166,6 +171,7 @@ impl Collector for ClientCollector {
         s.add("glint_client_ldlm_granted_total", &[], n(&locks.granted));
         s.add("glint_client_ldlm_cancelled_total", &[], n(&locks.cancelled));
         s.add("glint_client_ldlm_callbacks_total", &[], n(&locks.callbacks));
+        s.add("glint_client_ldlm_glimpses_total", &[], n(&locks.glimpses));
         s.add("glint_client_ldlm_callback_flushed_bytes_total", &[], n(&locks.callback_flushed_bytes));
         s.add("glint_client_readahead_hits_total", &[], n(&ra.hits));
         s.add("glint_client_readahead_misses_total", &[], n(&ra.misses));

@@ -258,6 +258,11 @@ impl WriteBack {
         for (fid, h) in handles {
             gather.note_lock(fid, h);
         }
+        // The bytes count towards the size another client's stat is told
+        // (a glimpse) from now on, though they are not sent yet.
+        for (_, fid, e) in objects {
+            self.client.locks.grew(*fid, e.end.saturating_add(1));
+        }
         true
     }
 

@@ -219,6 +219,39 @@ async fn a_file_kept_open_shows_each_write_on_the_other_mount() {
     .unwrap();
 }
 
+/// The lock counters of every OST, summed.
+fn ost_ldlm(fs: &TestFs, f: impl Fn(&ost::ldlm::LdlmStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+    let each = fs.osses.iter().flat_map(|o| o.oss.targets().map(|(_, t)| t.ldlm.stats()).collect::<Vec<_>>());
+    each.map(|s| f(s).load(std::sync::atomic::Ordering::Relaxed)).sum()
+}
+
+/// `watch ls -l` on a login node while a job writes its checkpoint: each
+/// stat on the other mount shows the bytes written so far, those the
+/// writer still gathers included, and calls none of the writer's locks
+/// back (a glimpse asks it the size), so the writer never flushes early.
+/// The kernel keeps no such size: the next stat after a write is right too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stat_on_another_mount_does_not_make_the_writer_flush() {
+    let m = two_mounts(2).await;
+    let (a, b) = (m.a.clone(), m.b.clone());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut out = std::fs::File::create(a.join("ckpt")).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        for i in 1..=20u64 {
+            out.write_all(&chunk).unwrap();
+            for _ in 0..2 {
+                let seen = std::fs::metadata(b.join("ckpt")).unwrap().len();
+                assert_eq!(seen, i * chunk.len() as u64, "size on the other mount after write {i}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ost_ldlm(&m._fs, |s| &s.callbacks), 0, "a stat called a lock back");
+    assert!(ost_ldlm(&m._fs, |s| &s.glimpses) >= 40);
+}
+
 /// Small reads and writes of files open on both mounts, which the mount
 /// answers from its cache and gathers without waking its runtime: each
 /// read returns what the last completed write put there, on either mount,

@@ -565,3 +565,45 @@ async fn a_client_that_lost_its_connection_is_called_back_not_evicted() {
     r.close().await.unwrap();
     fs.shutdown();
 }
+
+/// A stat from another client while a writer gathers (Lustre's glimpse):
+/// the size counts the bytes the writer has not sent yet, and the writer
+/// keeps its locks, so it goes on gathering without a flush. A read still
+/// calls the locks back and sees every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stat_sees_gathered_writes_and_leaves_the_writer_its_locks() {
+    let fs = TestFs::start(2).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let w = a.open_striped(&cred, "/out", new, 0o644, two_stripes()).await.unwrap();
+    let r = b.open(&cred, "/out", libc::O_RDONLY, 0).await.unwrap();
+    let line = fill(4000, 3);
+    let mut want = Vec::new();
+    // Past the first stripe, so both objects hold gathered bytes.
+    while want.len() < (MIB + MIB / 2) as usize {
+        w.write(&line).await.unwrap();
+        want.extend_from_slice(&line);
+        if want.len() % (40 * line.len()) == 0 {
+            assert_eq!(r.stat().await.unwrap().size, want.len() as u64);
+        }
+    }
+    let stats = a.lock_stats();
+    assert_eq!(stats.callbacks.load(Ordering::Relaxed), 0, "a stat called the writer's locks back");
+    assert_eq!(stats.callback_flushed_bytes.load(Ordering::Relaxed), 0);
+    assert!(stats.glimpses.load(Ordering::Relaxed) >= 9, "{}", stats.glimpses.load(Ordering::Relaxed));
+    assert!(ost_stat(&fs, |s| s.glimpses.load(Ordering::Relaxed)) >= 9);
+
+    let mut buf = vec![0u8; want.len() + 4096];
+    let n = r.pread(0, &mut buf).await.unwrap();
+    assert!(n == want.len() && buf[..n] == want[..], "B read {n} of {} bytes", want.len());
+    assert!(stats.callbacks.load(Ordering::Relaxed) >= 1);
+
+    // The writer's own truncate is what it answers the next stat with.
+    w.write(&line).await.unwrap();
+    assert_eq!(r.stat().await.unwrap().size, want.len() as u64 + line.len() as u64);
+    w.set_len(5000).await.unwrap();
+    assert_eq!(r.stat().await.unwrap().size, 5000);
+    w.close().await.unwrap();
+}

@@ -63,6 +63,11 @@ const OST: &[FamilySpec] = &[
         &["target"],
     ),
     FamilySpec::counter(
+        "glint_ost_ldlm_glimpses_total",
+        "Stats answered from the sizes the PW lock holders knew, without calling their locks back.",
+        &["target"],
+    ),
+    FamilySpec::counter(
         "glint_ost_ldlm_evictions_total",
         "Lock holders evicted for not answering a callback in time.",
         &["target"],
@@ -120,6 +125,7 @@ impl Collector for OstCollector {
             s.add("glint_ost_ldlm_granted_total", &l, ls.granted.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_cancelled_total", &l, ls.cancelled.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_callbacks_total", &l, ls.callbacks.load(Ordering::Relaxed) as f64);
+            s.add("glint_ost_ldlm_glimpses_total", &l, ls.glimpses.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_evictions_total", &l, ls.evictions.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_stale_writes_total", &l, ls.stale_writes.load(Ordering::Relaxed) as f64);
             s.add("glint_ost_ldlm_replayed_total", &l, ls.replayed.load(Ordering::Relaxed) as f64);

@@ -4,7 +4,7 @@
 //! client's exposed range.
 
 use crate::io_threads::IoThreads;
-use crate::ldlm::{ClientFile, IoGuard, LdlmConfig, Namespace};
+use crate::ldlm::{ClientFile, Glimpsed, IoGuard, LdlmConfig, Namespace};
 use crate::{ObjTimes, ObjectStore, OstError};
 use fabric::metrics::{OpHistograms, Samples};
 use fabric::rpc::{Endpoint, EndpointConfig, Request, Response, Service};
@@ -315,6 +315,16 @@ impl Oss {
                     target.ldlm.disconnect(req.from).await;
                     OstReply::Done
                 }
+                OstRequest::Glimpse { fid } => match target.ldlm.glimpse(req.from, fid).await? {
+                    Glimpsed::Granted(handle, extent) => {
+                        self.granted(&req, &target, fid, handle, extent).await?
+                    }
+                    Glimpsed::Sizes(sizes) => {
+                        let mut attr = self.disk(move || store.getattr(fid)).await?;
+                        attr.size = sizes.into_iter().fold(attr.size, u64::max);
+                        OstReply::Attr(attr)
+                    }
+                },
             }))
         }
         .await;

@@ -19,6 +19,7 @@ pub mod opcode {
     pub const ENQUEUE: u16 = 101;
     pub const CANCEL: u16 = 103;
     pub const BL_CALLBACK: u16 = 104;
+    pub const GL_CALLBACK: u16 = 106;
 }
 
 /// What a lock lets its holder do with the range it covers.
@@ -128,11 +129,20 @@ pub enum LdlmCallback {
     /// lock, then answer [`LdlmCallbackReply::Cancelled`]. The answer is
     /// the lock's cancellation.
     Blocking { target: u32, handle: LockHandle, fid: Fid, extent: LockExtent },
+    /// Another client stats the object: say how large this client knows it
+    /// to be ([`LdlmCallbackReply::Glimpsed`]) and keep the lock.
+    Glimpse { target: u32, handle: LockHandle, fid: Fid },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LdlmCallbackReply {
     Cancelled,
+    /// The object's size as the holder knows it: at least the size at its
+    /// grant, grown by its own writes, including those it has not sent
+    /// yet (0 when it holds no lock on it any more).
+    Glimpsed {
+        size: u64,
+    },
 }
 
 #[cfg(test)]
@@ -202,8 +212,13 @@ mod tests {
                                        cookie in any::<u64>()) {
             let cb = LdlmCallback::Blocking { target, handle: LockHandle(cookie), fid, extent };
             prop_assert_eq!(decode::<LdlmCallback>("callback", &encode(&cb)).unwrap(), cb);
-            let r = LdlmCallbackReply::Cancelled;
-            prop_assert_eq!(decode::<LdlmCallbackReply>("callback reply", &encode(&r)).unwrap(), r);
+            let gl = LdlmCallback::Glimpse { target, handle: LockHandle(cookie), fid };
+            prop_assert_eq!(decode::<LdlmCallback>("glimpse", &encode(&gl)).unwrap(), gl);
+            for r in [LdlmCallbackReply::Cancelled, LdlmCallbackReply::Glimpsed { size: cookie }] {
+                prop_assert_eq!(decode::<LdlmCallbackReply>("callback reply", &encode(&r)).unwrap(), r);
+            }
+            let call = OstCall { target, op: OstRequest::Glimpse { fid } };
+            prop_assert_eq!(decode::<OstCall>("glimpse request", &encode(&call)).unwrap(), call);
         }
 
         #[test]

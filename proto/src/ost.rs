@@ -145,6 +145,14 @@ pub enum OstRequest {
     /// This client is leaving (an unmount): the OST drops its locks and
     /// will not wait for it after a restart.
     Disconnect,
+    /// The object's attributes for a stat (Lustre's glimpse enqueue): a
+    /// PR lock over the whole object (`Granted`) when no other client
+    /// holds a conflicting one; otherwise the holders of PW locks are
+    /// asked how large they know the object to be (their cached writes
+    /// count) and keep their locks, and the answer is `Attr`, with no lock.
+    Glimpse {
+        fid: Fid,
+    },
 }
 
 impl OstRequest {
@@ -170,6 +178,7 @@ impl OstRequest {
             // Lustre's OBD_PING carries the end of a client's replay.
             OstRequest::ReplayDone => 400,
             OstRequest::Disconnect => 9,
+            OstRequest::Glimpse { .. } => crate::ldlm::opcode::ENQUEUE,
         }
     }
 
@@ -196,6 +205,7 @@ impl OstRequest {
             OstRequest::Replay { .. } => "ldlm_replay",
             OstRequest::ReplayDone => "replay_done",
             OstRequest::Disconnect => "disconnect",
+            OstRequest::Glimpse { .. } => "ldlm_glimpse",
         }
     }
 }

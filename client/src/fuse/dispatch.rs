@@ -74,11 +74,12 @@ impl GlintFs {
     where
         Fut: Future<Output = R<fuser::FileAttr>> + Send + 'static,
     {
-        let (entry_ttl, attr_ttl) = self.ttl();
+        let (entry_ttl, _) = self.ttl();
+        let m = Arc::clone(&self.m);
         let fut = f(Arc::clone(&self.m));
         self.rt.spawn(async move {
             match fut.await {
-                Ok(a) => reply.entry_with_ttls(&entry_ttl, &attr_ttl, &a, Generation(0)),
+                Ok(a) => reply.entry_with_ttls(&entry_ttl, &m.attr_ttl_of(a.ino.0), &a, Generation(0)),
                 Err(e) => reply.error(err(e)),
             }
         });
@@ -88,10 +89,10 @@ impl GlintFs {
     where
         Fut: Future<Output = R<fuser::FileAttr>> + Send + 'static,
     {
-        let ttl = self.m.opts.attr_ttl;
+        let m = Arc::clone(&self.m);
         self.rt.spawn(async move {
             match fut.await {
-                Ok(a) => reply.attr(&ttl, &a),
+                Ok(a) => reply.attr(&m.attr_ttl_of(a.ino.0), &a),
                 Err(e) => reply.error(err(e)),
             }
         });

@@ -12,6 +12,7 @@ use fabric::Errno;
 use fuser::FileAttr;
 use proto::{Attr, Layout};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) type R<T> = std::result::Result<T, Errno>;
 
@@ -89,6 +90,13 @@ impl Mounted {
             self.client.merge_object_attrs(&mut attr, l).await.or_errno()?;
         }
         Ok(attr)
+    }
+
+    /// How long the kernel may keep `ino`'s attributes: `attr_ttl` while
+    /// they are held under locks (a callback drops them), not at all when a
+    /// glimpse answered them because another client writes the file.
+    pub fn attr_ttl_of(&self, ino: u64) -> Duration {
+        if self.client.attrs_held(self.objects.objects_of(ino)) { self.opts.attr_ttl } else { Duration::ZERO }
     }
 
     /// Remembers an inode the kernel is being told about and gives its

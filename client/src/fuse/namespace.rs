@@ -331,7 +331,9 @@ impl Mounted {
                 Some(None) => continue,
                 Some(Some(st)) => {
                     let attr = self.fattr(ino, &st.attr)?;
-                    let ttl = if st.sizes_known { trusted } else { Duration::ZERO };
+                    let held =
+                        st.layout.as_ref().is_none_or(|l| self.client.attrs_held(l.objects().map(|o| o.fid)));
+                    let ttl = if st.sizes_known && held { trusted } else { Duration::ZERO };
                     let took = Some(Took { fid: st.attr.fid, layout: st.layout.clone(), xattrs: st.xattrs });
                     out.push(ListedPlus { listed, took, attr, ttl });
                 }

@@ -41,6 +41,11 @@ impl ObjectInodes {
         self.lock().by_object.get(&object).copied()
     }
 
+    /// The objects noted of `ino`.
+    pub fn objects_of(&self, ino: u64) -> Vec<Fid> {
+        self.lock().by_ino.get(&ino).cloned().unwrap_or_default()
+    }
+
     /// The kernel forgot `ino`.
     pub fn forget(&self, ino: u64) {
         let mut m = self.lock();

@@ -11,7 +11,7 @@
 pub const RPC_MAGIC: u32 = 0x4752_5043; // "GRPC"
 /// Bumped when the meaning of any message changes; a peer with another
 /// version is refused with EPROTO and a log line saying both versions.
-pub const RPC_VERSION: u16 = 7;
+pub const RPC_VERSION: u16 = 8;
 pub const RPC_HEADER_LEN: usize = 48;
 
 pub const FLAG_RESEND: u8 = 1;

@@ -14,5 +14,5 @@ mod recovery;
 pub mod resource;
 
 pub use clients::{ClientFile, ClientKey};
-pub use namespace::{IoGuard, LdlmConfig, LdlmStats, Namespace};
+pub use namespace::{Glimpsed, IoGuard, LdlmConfig, LdlmStats, Namespace};
 pub use resource::{Lock, Owner, Resource};

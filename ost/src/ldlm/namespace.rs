@@ -55,6 +55,9 @@ pub struct LdlmStats {
     pub cancelled: AtomicU64,
     /// Blocking callbacks sent.
     pub callbacks: AtomicU64,
+    /// Stats answered from the sizes that PW lock holders knew, their
+    /// locks left in place (glimpse callbacks).
+    pub glimpses: AtomicU64,
     /// Holders that lost their locks for not answering (or being gone).
     pub evictions: AtomicU64,
     /// Writes refused because the lock their bytes were gathered under
@@ -107,6 +110,16 @@ impl Drop for IoGuard {
         self.res.changed.notify_waiters();
         self.ns.tidy(self.fid);
     }
+}
+
+/// What a glimpse found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Glimpsed {
+    /// Nothing stood in the way: a PR lock over the whole object.
+    Granted(LockHandle, LockExtent),
+    /// Other clients hold PW locks on it: the sizes they know the object
+    /// to be, their cached writes counted. No lock was granted.
+    Sizes(Vec<u64>),
 }
 
 /// What stood in a request's way this time round.
@@ -447,6 +460,62 @@ impl Namespace {
             return Ok(());
         }
         self.acquire(fid, owner, LockMode::PR, extent, |_| ()).await.map(|_| ())
+    }
+
+    /// A stat of `fid` by `client` (Lustre's glimpse enqueue): a PR lock
+    /// over the whole object when nothing conflicts, as `enqueue` grants.
+    /// When the conflicts are only other clients' PW locks (a writer at
+    /// work), their holders are asked the size they know instead, and keep
+    /// their locks and their cached writes: a stat does not make a writer
+    /// flush and ask again. A holder that does not answer is called back,
+    /// as an enqueue would.
+    pub async fn glimpse(self: &Arc<Self>, client: ProcessId, fid: Fid) -> Result<Glimpsed, Errno> {
+        self.recovery.check()?;
+        let owner = Owner::Client(client);
+        let writers = self.existing(&fid).map_or_else(Vec::new, |res| {
+            let st = res.state.lock().expect("resource lock");
+            let conflicts: Vec<Lock> =
+                st.res.conflicting(&owner, LockMode::PR, &LockExtent::WHOLE).cloned().collect();
+            // A server-side I/O or a callback under way: the enqueue waits.
+            let only_writers = conflicts.iter().all(|l| matches!(l.owner, Owner::Client(_)) && !l.cancelling);
+            if only_writers { conflicts } else { Vec::new() }
+        });
+        if !writers.is_empty()
+            && let Some(sizes) = self.ask_sizes(fid, writers).await
+        {
+            self.stats.glimpses.fetch_add(1, Ordering::Relaxed);
+            return Ok(Glimpsed::Sizes(sizes));
+        }
+        let (handle, extent) = self.enqueue(client, fid, LockMode::PR, LockExtent::WHOLE).await?;
+        Ok(Glimpsed::Granted(handle, extent))
+    }
+
+    /// Sends a glimpse callback for each lock, in parallel: the sizes the
+    /// holders answered, or None if any did not.
+    async fn ask_sizes(self: &Arc<Self>, fid: Fid, locks: Vec<Lock>) -> Option<Vec<u64>> {
+        let ep = self.ep.get()?.clone();
+        let mut calls = tokio::task::JoinSet::new();
+        for l in locks {
+            let Owner::Client(holder) = l.owner else { continue };
+            let (ep, ns) = (ep.clone(), self.clone());
+            calls.spawn(async move {
+                let body = encode(&LdlmCallback::Glimpse { target: ns.target, handle: l.handle, fid });
+                let call = ep.call(holder, LDLM_CB_PORTAL, opcode::GL_CALLBACK, &body);
+                let answer = tokio::time::timeout(ns.cfg.callback_timeout, call).await;
+                match answer.map(|r| r.map(|r| decode::<LdlmCallbackReply>("glimpse reply", r.body()))) {
+                    Ok(Ok(Ok(LdlmCallbackReply::Glimpsed { size }))) => Some(size),
+                    other => {
+                        tracing::debug!(ns = %ns.name, client = %holder, %fid, answer = ?other, "glimpse unanswered");
+                        None
+                    }
+                }
+            });
+        }
+        let mut sizes = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            sizes.push(r.ok().flatten()?);
+        }
+        Some(sizes)
     }
 
     /// Waits until nothing conflicts with `mode` on `want` for `owner`,
