@@ -607,3 +607,27 @@ async fn a_stat_sees_gathered_writes_and_leaves_the_writer_its_locks() {
     assert_eq!(r.stat().await.unwrap().size, 5000);
     w.close().await.unwrap();
 }
+
+/// A write of the writer's in flight (the OST holds its range while the
+/// bytes go to the disk) does not turn another client's stat into a
+/// callback of the writer's locks: the writer's answer counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stat_during_a_write_in_flight_still_leaves_the_writer_its_locks() {
+    let fs = TestFs::start(1).await;
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let cred = process_cred();
+    let new = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let spec = StripeSpec { stripe_count: Some(1), ..two_stripes() };
+    let w = a.open_striped(&cred, "/out", new, 0o644, spec).await.unwrap();
+    w.write(&fill(5000, 1)).await.unwrap();
+    let object = w.layout().unwrap().raid0().unwrap().objects[0].fid;
+    let (_, target) = fs.osses[0].oss.targets().next().unwrap();
+    let in_flight = target.ldlm.lock_io(a.endpoint().id(), object, proto::LockExtent::WHOLE).await.unwrap();
+    let r = b.open(&cred, "/out", libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(r.stat().await.unwrap().size, 5000);
+    drop(in_flight);
+    assert_eq!(a.lock_stats().callbacks.load(Ordering::Relaxed), 0);
+    assert_eq!(ost_stat(&fs, |s| s.glimpses.load(Ordering::Relaxed)), 1);
+    w.close().await.unwrap();
+}

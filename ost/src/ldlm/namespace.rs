@@ -463,22 +463,21 @@ impl Namespace {
     }
 
     /// A stat of `fid` by `client` (Lustre's glimpse enqueue): a PR lock
-    /// over the whole object when nothing conflicts, as `enqueue` grants.
-    /// When the conflicts are only other clients' PW locks (a writer at
-    /// work), their holders are asked the size they know instead, and keep
-    /// their locks and their cached writes: a stat does not make a writer
-    /// flush and ask again. A holder that does not answer is called back,
-    /// as an enqueue would.
+    /// over the whole object when no other client holds a PW lock on it,
+    /// as `enqueue` grants. When some do (a writer at work), they are asked
+    /// the size they know instead, and keep their locks and their cached
+    /// writes: a stat does not make a writer flush and ask again. Writes
+    /// in flight (server-side I/O holds) are not waited for: they have not
+    /// returned, so a stat need not see them, and those sent under a PW
+    /// lock count in its holder's answer. A holder that does not answer is
+    /// called back, as an enqueue would.
     pub async fn glimpse(self: &Arc<Self>, client: ProcessId, fid: Fid) -> Result<Glimpsed, Errno> {
         self.recovery.check()?;
         let owner = Owner::Client(client);
         let writers = self.existing(&fid).map_or_else(Vec::new, |res| {
             let st = res.state.lock().expect("resource lock");
-            let conflicts: Vec<Lock> =
-                st.res.conflicting(&owner, LockMode::PR, &LockExtent::WHOLE).cloned().collect();
-            // A server-side I/O or a callback under way: the enqueue waits.
-            let only_writers = conflicts.iter().all(|l| matches!(l.owner, Owner::Client(_)) && !l.cancelling);
-            if only_writers { conflicts } else { Vec::new() }
+            let conflicts = st.res.conflicting(&owner, LockMode::PR, &LockExtent::WHOLE);
+            conflicts.filter(|l| matches!(l.owner, Owner::Client(_))).cloned().collect::<Vec<Lock>>()
         });
         if !writers.is_empty()
             && let Some(sizes) = self.ask_sizes(fid, writers).await
