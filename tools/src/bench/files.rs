@@ -33,6 +33,10 @@ pub struct FilesBench {
     /// local run (default: a temporary directory under /var/tmp).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Bytes of the checkpoint written while the second mount stats it
+    /// (0: skip that part).
+    #[arg(long, default_value = "256M", value_parser = size_arg)]
+    pub checkpoint: u64,
 }
 
 /// The phases, in the order they run.
@@ -114,10 +118,16 @@ async fn measure(fs: &BenchFs, w: &Path, a: &FilesBench) -> Result<([f64; 4], [f
     let reader = spawn_mount_async(&fs.spec(), &reader_dir, MountOptions::default())
         .await
         .context("mounting the reader's mount")?;
-    let (files, size) = (a.files, a.size as usize);
+    let (files, size, checkpoint) = (a.files, a.size as usize, a.checkpoint);
+    let osts: super::watched::Targets =
+        fs.osses.iter().flat_map(|o| o.oss.targets().map(|(_, t)| t.clone()).collect::<Vec<_>>()).collect();
     let glint = tokio::task::spawn_blocking(move || {
         std::fs::create_dir(writer_dir.join("d")).context("mkdir on the mount")?;
-        phases(&writer_dir.join("d"), &reader_dir.join("d"), files, size)
+        let rates = phases(&writer_dir.join("d"), &reader_dir.join("d"), files, size)?;
+        if checkpoint > 0 {
+            super::watched::run(&osts, &writer_dir, &reader_dir, checkpoint)?;
+        }
+        Ok::<_, anyhow::Error>(rates)
     })
     .await
     .context("the mount's run")??;

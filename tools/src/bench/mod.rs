@@ -10,6 +10,7 @@ pub mod md;
 pub mod ost;
 pub mod report;
 pub mod tmpfs;
+pub mod watched;
 
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
