@@ -229,22 +229,19 @@ impl File {
             return Err(errno(Errno::EBADF));
         }
         let layout = self.layout.as_ref().ok_or(errno(Errno::EIO))?;
-        let _one_append = match &self.append {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        let off = if self.append.is_some() {
-            // The end is what the objects say once this client's bytes
-            // are out; the lock keeps this client's appends apart.
+        let sync = self.flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
+        if let Some(one_at_a_time) = &self.append {
+            // The end is where this client's other opens' bytes end too;
+            // the mutex keeps this client's appends apart, the locks
+            // (`WriteBack::append`) other clients'.
+            let _one = one_at_a_time.lock().await;
             self.send_all_opens().await;
-            self.client.glimpse_size(layout).await?
-        } else {
-            off
-        };
+            let off = self.dirty.append(data, sync).await?;
+            return Ok((data.len(), off + data.len() as u64));
+        }
         let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_FILE_SIZE);
         let end = end.ok_or(errno(Errno::EFBIG))?;
-        let sync = self.flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
-        if sync || self.append.is_some() {
+        if sync {
             self.send_all_opens().await;
             self.client.pwrite(layout, off, data, sync).await?;
         } else {

@@ -110,6 +110,49 @@ impl WriteBack {
         }
     }
 
+    /// Writes `data` at the end of the file (`O_APPEND`), where it ends
+    /// under PW locks over the whole of every object, as Lustre's appends
+    /// lock `[0, EOF]`: no other client can grow the file meanwhile, and
+    /// the size is what the locks know, with no RPC. The buffer's mutex is
+    /// kept from reading the size until the bytes are on the OSTs, and a
+    /// callback of those locks waits for it (this buffer is one of their
+    /// writers), so another client's append cannot land in between. The
+    /// offset written at.
+    pub async fn append(self: &Arc<Self>, data: &[u8], sync: bool) -> Result<u64> {
+        let layout = self.layout.as_ref().ok_or(ClientError::Errno(Errno::EIO))?;
+        let r0 = layout.raid0().filter(|r| !r.objects.is_empty()).ok_or(ClientError::Errno(Errno::EIO))?;
+        loop {
+            for o in &r0.objects {
+                self.client.hold(o.ost_idx, o.fid, LockMode::PW, LockExtent::WHOLE).await?;
+                self.client.locks.add_writer(o.fid, self);
+            }
+            let mut gather = self.gather.lock().await;
+            // A callback between the grant and here took a lock away (and
+            // one from now on waits for this mutex).
+            let held = r0.objects.iter().all(|o| {
+                self.client.connection_unchanged(o.ost_idx)
+                    && self.client.locks.handle_covering(o.fid, &LockExtent::WHOLE, LockMode::PW).is_some()
+            });
+            if !held {
+                continue;
+            }
+            if let Some(e) = gather.take() {
+                let under = gather.locks_taken();
+                self.dispatch(e, under).await;
+            }
+            self.drain().await;
+            let end = r0.objects.iter().enumerate().fold(0, |end, (stripe, o)| {
+                end.max(r0.file_size_from_object(stripe, self.client.locks.known_size(o.fid).unwrap_or(0)))
+            });
+            let end_after = end.checked_add(data.len() as u64).filter(|&e| e <= proto::layout::MAX_FILE_SIZE);
+            if end_after.is_none() {
+                return Err(ClientError::Errno(Errno::EFBIG));
+            }
+            self.client.pwrite(layout, end, data, sync).await?;
+            return Ok(end);
+        }
+    }
+
     /// [`WriteBack::write`] when it needs no waiting: the buffer is free
     /// and this client holds PW locks over the range. What the write makes
     /// ready to send (a full buffer, or one the write does not continue)

@@ -146,12 +146,12 @@ impl Mounted {
         let len = u32::try_from(data.len()).map_err(|_| Errno::EINVAL)?;
         if h.appends() {
             // The kernel's offset comes from its cached size; the real end
-            // is what the objects say, and the lock keeps this client's
+            // is what this client's PW locks over every object say
+            // (`WriteBack::append`), and the mutex keeps this client's
             // appends from landing on one another.
             let _one_at_a_time = h.shared.append.lock().await;
             self.send_inode(h.ino).await;
-            let end = self.client.glimpse_size(layout).await.or_errno()?;
-            self.client.pwrite(layout, end, &data, h.sync_writes()).await.or_errno()?;
+            h.dirty.as_ref().ok_or(Errno::EIO)?.append(&data, h.sync_writes()).await.or_errno()?;
             return Ok(len);
         }
         if h.sync_writes() {
