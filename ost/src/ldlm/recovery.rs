@@ -35,6 +35,8 @@ struct State {
     ended: Option<u64>,
     /// Clients that took or replayed a lock in this run.
     holders: HashSet<ClientKey>,
+    /// Of those, the ones no finished save has written to the file yet.
+    unsaved: HashSet<ClientKey>,
     /// Handles of earlier runs replayed in this one, by client, and their
     /// new handles.
     replayed: HashMap<(ClientKey, LockHandle), LockHandle>,
@@ -141,10 +143,20 @@ impl Recovery {
     }
 
     /// Records that `client` holds locks here, on disk before it is
-    /// granted its first one (once per client per run).
+    /// granted its first one (once per client per run). A second enqueue
+    /// of the client that comes while the first one's save is under way
+    /// saves too rather than pass it: its grant must not come first.
     pub(super) async fn note_holder(self: &Arc<Self>, name: &str, client: ClientKey) {
-        if self.file.is_none() || !self.state.lock().expect("recovery lock").holders.insert(client) {
+        if self.file.is_none() {
             return;
+        }
+        {
+            let mut st = self.state.lock().expect("recovery lock");
+            if st.holders.insert(client) {
+                st.unsaved.insert(client);
+            } else if !st.unsaved.contains(&client) {
+                return;
+            }
         }
         self.save(name).await;
     }
@@ -199,7 +211,11 @@ impl Recovery {
                 let st = me.state.lock().expect("recovery lock");
                 st.holders.union(&st.waiting).copied().collect()
             };
-            me.file.as_ref().map_or(Ok(()), |f| f.save(&set))
+            let saved = me.file.as_ref().map_or(Ok(()), |f| f.save(&set));
+            if saved.is_ok() {
+                me.state.lock().expect("recovery lock").unsaved.retain(|c| !set.contains(c));
+            }
+            saved
         })
         .await;
         match saved {
@@ -212,4 +228,39 @@ impl Recovery {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_first_enqueue_waits_for_the_holder_to_be_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CLIENTS");
+        let rec = Recovery::start("test", Some(ClientFile::new(path.clone())));
+        let client = ClientKey { addr: "127.0.0.9".parse().unwrap(), pid: 7 };
+        let disk = rec.saving.lock().unwrap();
+        let first = tokio::spawn({
+            let rec = rec.clone();
+            async move { rec.note_holder("test", client).await }
+        });
+        while !rec.state.lock().unwrap().holders.contains(&client) {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn({
+            let rec = rec.clone();
+            async move { rec.note_holder("test", client).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "the second enqueue went on before the holder was saved");
+        drop(disk);
+        first.await.unwrap();
+        second.await.unwrap();
+        assert!(ClientFile::new(path).load().unwrap().contains(&client));
+        assert!(rec.state.lock().unwrap().unsaved.is_empty());
+        // Once saved, a client's later enqueues do not save again.
+        let _busy = rec.saving.lock().unwrap();
+        rec.note_holder("test", client).await;
+    }
 }
