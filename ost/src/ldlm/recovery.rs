@@ -233,6 +233,22 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+
+    /// Keeps `rec`'s saves from running until the returned sender is used
+    /// (or dropped) and the thread joined.
+    fn hold_saves(rec: &Arc<Recovery>) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (release, released) = mpsc::channel::<()>();
+        let (held, is_held) = mpsc::channel::<()>();
+        let rec = rec.clone();
+        let t = std::thread::spawn(move || {
+            let _saves = rec.saving.lock().unwrap();
+            held.send(()).unwrap();
+            let _ = released.recv();
+        });
+        is_held.recv().unwrap();
+        (release, t)
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_second_first_enqueue_waits_for_the_holder_to_be_on_disk() {
@@ -240,7 +256,7 @@ mod tests {
         let path = dir.path().join("CLIENTS");
         let rec = Recovery::start("test", Some(ClientFile::new(path.clone())));
         let client = ClientKey { addr: "127.0.0.9".parse().unwrap(), pid: 7 };
-        let disk = rec.saving.lock().unwrap();
+        let (release, disk) = hold_saves(&rec);
         let first = tokio::spawn({
             let rec = rec.clone();
             async move { rec.note_holder("test", client).await }
@@ -254,13 +270,17 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(!second.is_finished(), "the second enqueue went on before the holder was saved");
-        drop(disk);
+        release.send(()).unwrap();
+        disk.join().unwrap();
         first.await.unwrap();
         second.await.unwrap();
         assert!(ClientFile::new(path).load().unwrap().contains(&client));
         assert!(rec.state.lock().unwrap().unsaved.is_empty());
         // Once saved, a client's later enqueues do not save again.
-        let _busy = rec.saving.lock().unwrap();
-        rec.note_holder("test", client).await;
+        let (release, disk) = hold_saves(&rec);
+        let later = tokio::time::timeout(std::time::Duration::from_secs(5), rec.note_holder("test", client));
+        assert!(later.await.is_ok(), "a later enqueue waited for a save");
+        drop(release);
+        disk.join().unwrap();
     }
 }
