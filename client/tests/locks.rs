@@ -676,3 +676,28 @@ async fn appends_from_two_clients_never_overwrite_each_other() {
         assert!(seen.insert(rec[..7].to_vec()), "a record twice");
     }
 }
+
+/// Two clients writing their own halves of one object (IOR's shared
+/// file): after the first conflicts each holds a lock over its own part,
+/// so their writes stop calling each other's locks back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_of_disjoint_parts_of_one_object_stop_calling_each_other_back() {
+    let fs = TestFs::start(1).await;
+    let cred = process_cred();
+    let a = Client::mount(&fs.spec()).await.unwrap();
+    let b = Client::mount(&fs.spec()).await.unwrap();
+    let spec = StripeSpec { stripe_count: Some(1), ..two_stripes() };
+    let new = libc::O_WRONLY | libc::O_CREAT;
+    let wa = a.open_striped(&cred, "/shared", new, 0o644, spec).await.unwrap();
+    let wb = b.open(&cred, "/shared", libc::O_WRONLY, 0).await.unwrap();
+    let chunk = fill(64 << 10, 9);
+    let half = 64 * MIB;
+    for i in 0..200u64 {
+        wa.pwrite(i * chunk.len() as u64, &chunk).await.unwrap();
+        wb.pwrite(half + i * chunk.len() as u64, &chunk).await.unwrap();
+    }
+    wa.close().await.unwrap();
+    wb.close().await.unwrap();
+    let callbacks = ost_stat(&fs, |s| s.callbacks.load(Ordering::Relaxed));
+    assert!(callbacks <= 6, "{callbacks} callbacks for 400 writes to two disjoint parts");
+}

@@ -263,9 +263,9 @@ impl Namespace {
         let owner = Owner::Client(client);
         let handle = self.cookie();
         let extent = self
-            .acquire(fid, owner, mode, want, |res| {
-                let extent = res.grow(&owner, mode, want);
-                res.locks.push(Lock { handle, owner, mode, extent, cancelling: false });
+            .acquire(fid, owner, mode, want, |res, avoid| {
+                let extent = res.grow(&owner, mode, want, avoid);
+                res.locks.push(Lock { handle, owner, mode, extent, want, cancelling: false });
                 extent
             })
             .await?
@@ -391,7 +391,7 @@ impl Namespace {
             if st.res.conflicting(&owner, mode, &extent).next().is_some() {
                 return Err(Errno::ENOLCK);
             }
-            st.res.locks.push(Lock { handle, owner, mode, extent, cancelling: false });
+            st.res.locks.push(Lock { handle, owner, mode, extent, want: extent, cancelling: false });
             break;
         }
         self.recovery.note_holder(&self.name, key).await;
@@ -428,8 +428,15 @@ impl Namespace {
         let owner = Owner::Io { for_client: client };
         let handle = self.cookie();
         let (res, ()) = self
-            .acquire(fid, owner, LockMode::PW, extent, |r| {
-                r.locks.push(Lock { handle, owner, mode: LockMode::PW, extent, cancelling: false })
+            .acquire(fid, owner, LockMode::PW, extent, |r, _| {
+                r.locks.push(Lock {
+                    handle,
+                    owner,
+                    mode: LockMode::PW,
+                    extent,
+                    want: extent,
+                    cancelling: false,
+                })
             })
             .await?;
         Ok(IoGuard { ns: self.clone(), fid, res, handle })
@@ -459,7 +466,7 @@ impl Namespace {
         {
             return Ok(());
         }
-        self.acquire(fid, owner, LockMode::PR, extent, |_| ()).await.map(|_| ())
+        self.acquire(fid, owner, LockMode::PR, extent, |_, _| ()).await.map(|_| ())
     }
 
     /// A stat of `fid` by `client` (Lustre's glimpse enqueue): a PR lock
@@ -518,16 +525,18 @@ impl Namespace {
     }
 
     /// Waits until nothing conflicts with `mode` on `want` for `owner`,
-    /// calling holders back, then runs `grant` under the resource's mutex.
+    /// calling holders back, then runs `grant` under the resource's mutex
+    /// with the ranges the holders called back had asked for.
     async fn acquire<T>(
         self: &Arc<Self>,
         fid: Fid,
         owner: Owner,
         mode: LockMode,
         want: LockExtent,
-        grant: impl FnOnce(&mut Resource) -> T,
+        grant: impl FnOnce(&mut Resource, &[LockExtent]) -> T,
     ) -> Result<(Arc<Res>, T), Errno> {
         let mut grant = Some(grant);
+        let mut avoid = Vec::new();
         loop {
             let res = self.resource(fid);
             let blocked = {
@@ -550,7 +559,7 @@ impl Namespace {
                         }
                     }
                     if call.is_empty() && !wait {
-                        let t = (grant.take().expect("granted once"))(&mut st.res);
+                        let t = (grant.take().expect("granted once"))(&mut st.res, &avoid);
                         drop(st);
                         return Ok((res.clone(), t));
                     }
@@ -567,6 +576,7 @@ impl Namespace {
                     Blocked::Call(call) => call,
                 }
             };
+            avoid.extend(blocked.iter().map(|l| l.want));
             self.call_back(fid, blocked).await?;
         }
     }

@@ -42,6 +42,10 @@ pub struct Lock {
     pub owner: Owner,
     pub mode: LockMode,
     pub extent: LockExtent,
+    /// What the holder asked for (`extent` is what it was granted, often
+    /// grown): where it works. A request that calls this lock back grows
+    /// its own grant no further than this (see [`Resource::grow`]).
+    pub want: LockExtent,
     /// A blocking callback is on its way to the holder; whoever needs the
     /// range waits for it instead of sending another.
     pub cancelling: bool,
@@ -79,15 +83,22 @@ impl Resource {
 
     /// The widest extent containing `want` that overlaps no lock `mode`
     /// conflicts with, as Lustre grows a granted extent: usually the whole
-    /// object, else up to the nearest conflicting lock on each side.
-    /// `want` itself must conflict with nothing.
-    pub fn grow(&self, owner: &Owner, mode: LockMode, want: LockExtent) -> LockExtent {
+    /// object, else up to the nearest conflicting lock on each side, and
+    /// short of the ranges that the holders of locks this request called
+    /// back had asked for (`avoid`). Without that, two clients writing
+    /// different parts of one object (IOR's shared file) would each be
+    /// granted the whole object and call the other's lock back at every
+    /// write; with it, the second conflict leaves each a lock over its own
+    /// part. A range in `avoid` that overlaps `want` (both want the same
+    /// bytes) limits nothing. `want` itself must conflict with nothing.
+    pub fn grow(&self, owner: &Owner, mode: LockMode, want: LockExtent, avoid: &[LockExtent]) -> LockExtent {
+        let held = self.locks.iter().filter(|l| l.stands_against(owner, mode)).map(|l| l.extent);
         let mut grown = LockExtent::WHOLE;
-        for l in self.locks.iter().filter(|l| l.stands_against(owner, mode)) {
-            if l.extent.end < want.start {
-                grown.start = grown.start.max(l.extent.end + 1);
-            } else if l.extent.start > want.end {
-                grown.end = grown.end.min(l.extent.start - 1);
+        for e in held.chain(avoid.iter().copied()) {
+            if e.end < want.start {
+                grown.start = grown.start.max(e.end + 1);
+            } else if e.start > want.end {
+                grown.end = grown.end.min(e.start - 1);
             }
         }
         grown
@@ -118,7 +129,7 @@ mod tests {
     }
 
     fn lock(h: u64, owner: Owner, mode: LockMode, extent: LockExtent) -> Lock {
-        Lock { handle: LockHandle(h), owner, mode, extent, cancelling: false }
+        Lock { handle: LockHandle(h), owner, mode, extent, want: extent, cancelling: false }
     }
 
     #[test]
@@ -158,7 +169,7 @@ mod tests {
     #[test]
     fn a_lone_grant_grows_to_the_whole_object() {
         let r = Resource::default();
-        assert_eq!(r.grow(&client(1), LockMode::PR, ext(4096, 8191)), LockExtent::WHOLE);
+        assert_eq!(r.grow(&client(1), LockMode::PR, ext(4096, 8191), &[]), LockExtent::WHOLE);
     }
 
     #[test]
@@ -167,10 +178,21 @@ mod tests {
         r.locks.push(lock(1, client(2), LockMode::PW, ext(0, 999)));
         r.locks.push(lock(2, client(2), LockMode::PW, ext(5000, 5999)));
         r.locks.push(lock(3, client(3), LockMode::PR, ext(0, u64::MAX)));
-        assert_eq!(r.grow(&client(1), LockMode::PR, ext(2000, 2999)), ext(1000, 4999));
+        assert_eq!(r.grow(&client(1), LockMode::PR, ext(2000, 2999), &[]), ext(1000, 4999));
         // A writer must also stay clear of the other client's reader.
-        let pw = r.grow(&client(1), LockMode::PW, ext(2000, 2999));
+        let pw = r.grow(&client(1), LockMode::PW, ext(2000, 2999), &[]);
         assert!(pw.contains(&ext(2000, 2999)));
+    }
+
+    #[test]
+    fn a_grant_stops_short_of_where_the_holders_it_called_back_work() {
+        let r = Resource::default();
+        let (a_works, b_wants) = (ext(0, 65535), ext(1 << 28, (1 << 28) + 65535));
+        // B called back A's whole-object lock; A had asked for its first 64 KiB.
+        let b = r.grow(&client(2), LockMode::PW, b_wants, &[a_works]);
+        assert_eq!(b, LockExtent::from(65536));
+        // Both asking for the same bytes: nothing to stop short of.
+        assert_eq!(r.grow(&client(2), LockMode::PW, a_works, &[ext(4096, 8191)]), LockExtent::WHOLE);
     }
 
     fn mode() -> impl Strategy<Value = LockMode> {
@@ -194,14 +216,15 @@ mod tests {
             let mut r = Resource::default();
             for (h, (pid, mode, want, cancel_one)) in reqs.into_iter().enumerate() {
                 let owner = client(pid);
-                let in_way: Vec<LockHandle> = r.conflicting(&owner, mode, &want).map(|l| l.handle).collect();
-                for handle in in_way {
-                    r.remove(handle);
+                let in_way: Vec<Lock> = r.conflicting(&owner, mode, &want).cloned().collect();
+                for l in &in_way {
+                    r.remove(l.handle);
                 }
                 prop_assert_eq!(r.conflicting(&owner, mode, &want).count(), 0);
-                let grown = r.grow(&owner, mode, want);
+                let avoid: Vec<LockExtent> = in_way.iter().map(|l| l.want).collect();
+                let grown = r.grow(&owner, mode, want, &avoid);
                 prop_assert!(grown.contains(&want));
-                r.locks.push(lock(h as u64 + 1, owner, mode, grown));
+                r.locks.push(Lock { want, ..lock(h as u64 + 1, owner, mode, grown) });
                 if cancel_one && r.locks.len() > 2 {
                     r.locks.remove(0);
                 }
